@@ -1,0 +1,173 @@
+// mp/detail/codec.hpp — the typed wire: how one value becomes bytes and back.
+//
+// A message is  [u64 type tag][payload].  The tag (type_tag.hpp) makes a decode<T>
+// of bytes that hold another type throw mp::SerializationError. The payload is:
+//   - for arithmetic types (not bool) and trivially copyable classes that cereal does
+//     not know: the object's bytes (one memcpy each way);
+//   - for everything else: a cereal archive (archive.hpp). Contiguous ranges of
+//     arithmetic values (std::vector<double>, std::string, std::array<int, N>) are one
+//     memcpy inside it.
+// The serializable types are API.md's list: arithmetic types, enums, std::string,
+// vector, array, map, unordered_map, set, unordered_set, deque, list, pair, tuple,
+// optional, variant, chrono durations, and any type with a cereal `serialize` member
+// (or save/load pair).
+//
+// Decoding never trusts its input: wrong tag, short input, trailing bytes, a length
+// larger than the message, an invalid bool or variant index all throw
+// mp::SerializationError. A trivially copyable class decoded bitwise takes whatever
+// bits arrive: give it a `serialize` member if some bit patterns are invalid for it.
+#pragma once
+
+#include <cereal/types/array.hpp>
+#include <cereal/types/chrono.hpp>
+#include <cereal/types/complex.hpp>
+#include <cereal/types/deque.hpp>
+#include <cereal/types/list.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
+#include <cereal/types/set.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/tuple.hpp>
+#include <cereal/types/unordered_map.hpp>
+#include <cereal/types/unordered_set.hpp>
+#include <cereal/types/utility.hpp>
+#include <cereal/types/variant.hpp>
+#include <cereal/types/vector.hpp>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "mp/detail/archive.hpp"
+#include "mp/detail/type_tag.hpp"
+#include "mp/errors.hpp"
+
+namespace mp::detail {
+
+/// True when cereal knows how to write T through mp's archive.
+template <class T>
+inline constexpr bool cereal_serializable_v =
+    cereal::traits::is_output_serializable<T, OutputArchive>::value &&
+    cereal::traits::is_input_serializable<T, InputArchive>::value;
+
+/// True when T travels as its raw bytes.
+template <class T>
+inline constexpr bool bitwise_v =
+    (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) ||
+    (std::is_class_v<T> && std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T> &&
+     !cereal_serializable_v<T>);
+
+/// True when a T can cross a process boundary.
+template <class T>
+inline constexpr bool serializable_v = bitwise_v<T> || cereal_serializable_v<T>;
+
+template <class T>
+concept Serializable = serializable_v<std::remove_cvref_t<T>>;
+
+/// Appends the payload of `value` (no tag) to `ar`.
+template <class T>
+void save_value(OutputArchive& ar, const T& value) {
+  static_assert(serializable_v<T>,
+                "mp: this type cannot cross a process boundary: give it a cereal "
+                "`template <class A> void serialize(A& ar)` member");
+  if constexpr (bitwise_v<T>) {
+    ar.saveBinary(&value, sizeof(T));
+  } else {
+    ar(value);
+  }
+}
+
+/// Reads the payload of a T (no tag) from `ar`. Throws mp::SerializationError.
+template <class T>
+void load_value(InputArchive& ar, T& value) {
+  static_assert(serializable_v<T>, "mp: this type cannot cross a process boundary");
+  if constexpr (bitwise_v<T>) {
+    ar.loadBinary(&value, sizeof(T));
+  } else {
+    try {
+      ar(value);
+    } catch (const SerializationError&) {
+      throw;
+    } catch (const cereal::Exception& e) {
+      throw SerializationError(std::string("corrupt message: ") + e.what());
+    } catch (const std::bad_alloc&) {
+      throw SerializationError("corrupt message: it asks for more memory than there is");
+    } catch (const std::length_error& e) {
+      throw SerializationError(std::string("corrupt message: ") + e.what());
+    }
+  }
+}
+
+/// Appends one tagged message holding `value` to `out`. Descriptors held by mp
+/// handles inside `value` are appended to `*fds` (if `fds` is null, such handles
+/// refuse to be written).
+template <class T>
+void encode(const T& value, std::vector<std::byte>& out, std::vector<int>* fds = nullptr) {
+  constexpr std::uint64_t tag = type_tag<T>();
+  const auto* t = reinterpret_cast<const std::byte*>(&tag);
+  if constexpr (bitwise_v<T>) {
+    const auto* p = reinterpret_cast<const std::byte*>(&value);
+    out.reserve(out.size() + sizeof tag + sizeof(T));
+    out.insert(out.end(), t, t + sizeof tag);
+    out.insert(out.end(), p, p + sizeof(T));
+  } else {
+    out.insert(out.end(), t, t + sizeof tag);
+    OutputArchive ar(out, fds);
+    save_value(ar, value);
+  }
+}
+
+/// One tagged message as a fresh byte vector.
+template <class T>
+std::vector<std::byte> encode(const T& value) {
+  std::vector<std::byte> out;
+  encode(value, out);
+  return out;
+}
+
+/// Checks the tag at the front of `in` against T. Throws mp::SerializationError.
+template <class T>
+void check_tag(std::span<const std::byte> in) {
+  std::uint64_t tag = 0;
+  if (in.size() < sizeof tag) {
+    throw SerializationError("truncated message: " + std::to_string(in.size()) +
+                             " bytes is too short to hold a type tag");
+  }
+  std::memcpy(&tag, in.data(), sizeof tag);
+  if (tag != type_tag<T>()) {
+    throw SerializationError("type mismatch: expected a message holding " + std::string(type_name<T>()) +
+                             ", got one holding another type");
+  }
+}
+
+/// Decodes one tagged message that must hold exactly a T.
+/// Throws mp::SerializationError on a type mismatch or corrupt input.
+template <class T>
+T decode(std::span<const std::byte> in, std::span<const int> fds = {}) {
+  check_tag<T>(in);
+  auto body = in.subspan(sizeof(std::uint64_t));
+  if constexpr (bitwise_v<T>) {
+    if (body.size() != sizeof(T)) {
+      throw SerializationError("corrupt message: " + std::to_string(body.size()) + " bytes for a " +
+                               std::string(type_name<T>()) + " of " + std::to_string(sizeof(T)));
+    }
+    T value;
+    std::memcpy(&value, body.data(), sizeof(T));
+    return value;
+  } else {
+    InputArchive ar(body, fds);
+    T value{};
+    load_value(ar, value);
+    if (ar.remaining() != 0) {
+      throw SerializationError("corrupt message: " + std::to_string(ar.remaining()) + " bytes left over after a " +
+                               std::string(type_name<T>()));
+    }
+    return value;
+  }
+}
+
+}  // namespace mp::detail

@@ -1,0 +1,18 @@
+// mp/mp.hpp — the umbrella header: Python's multiprocessing for C++20 on Linux.
+//
+// @code
+//   #include <mp/mp.hpp>
+//   void f(int x) { std::printf("%d\n", x); }
+//   int main(int argc, char** argv) {
+//     mp::freeze_support(argc, argv);
+//     mp::Process p(f, 42);
+//     p.start();
+//     p.join();
+//   }
+// @endcode
+#pragma once
+
+#include "mp/context.hpp"
+#include "mp/errors.hpp"
+#include "mp/os.hpp"
+#include "mp/process.hpp"

@@ -1,0 +1,167 @@
+// src/popen_forkserver.cpp — the forkserver start method, client side (CPython's
+// popen_forkserver.py and the client half of forkserver.py).
+//
+// The first forkserver start in a program spawns the server (forkserver.cpp): a fresh
+// exec of this executable, single-threaded, connected by a SOCK_SEQPACKET socket pair.
+// Each start then sends one request record: the child's payload (spawn.cpp) inline or
+// in a memfd, a new status socket, and the descriptors that travel with the payload.
+// The server forks, and answers on the status socket with the child's pid and pidfd,
+// later with its wait status. The status socket is the child's sentinel; signals go
+// through the pidfd, so a recycled pid is never hit.
+//
+// The server lives as long as this program holds the control socket: a forked child
+// closes its copy (forget_forkserver_after_fork), so when the program ends, even by
+// SIGKILL, the server sees EOF and exits, and its daemon children die with it.
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+
+#include "forkserver_protocol.hpp"
+#include "mp/detail/sys.hpp"
+#include "process_internal.hpp"
+#include "reduction.hpp"
+
+namespace mp::detail {
+namespace {
+
+struct Client {
+  std::mutex mu;
+  int control = -1;
+  pid_t server = 0;
+};
+
+Client& client() {
+  static auto* c = new Client;
+  return *c;
+}
+
+// Starts the server if there is none. Called with the client's mutex held.
+int ensure_server(Client& c) {
+  if (c.control >= 0) return c.control;
+  int sv[2];
+  sys("socketpair", [&] { return ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv); });
+  UniqueFd mine(sv[0]), theirs(sv[1]);
+  c.server = spawn_self({"--mp-forkserver", std::to_string(::getpid())}, {theirs.get()});
+  c.control = mine.release();
+  return c.control;
+}
+
+// The server is gone: forget it (and reap it) so the next start makes a new one.
+void drop_server(Client& c) {
+  if (c.control >= 0) ::close(c.control);
+  c.control = -1;
+  if (c.server > 0) {
+    int st;
+    ::waitpid(c.server, &st, 0);
+  }
+  c.server = 0;
+}
+
+class ForkserverPopen final : public Popen {
+ public:
+  ForkserverPopen(pid_t pid, UniqueFd pidfd, UniqueFd status)
+      : pid_(pid), pidfd_(std::move(pidfd)), status_(std::move(status)) {}
+  pid_t pid() const noexcept override { return pid_; }
+  int sentinel() const noexcept override { return status_.get(); }
+
+  std::optional<int> poll() override {
+    if (exitcode_) return exitcode_;
+    forkserver::Ended ended{};
+    std::vector<UniqueFd> fds;
+    auto n = recv_record(status_.get(), {reinterpret_cast<std::byte*>(&ended), sizeof ended}, fds, nullptr,
+                         MSG_DONTWAIT);
+    if (n < 0) return std::nullopt;
+    // EOF or a short record: the server died before it could reap the child.
+    exitcode_ = n == sizeof ended ? exitcode_from_wait_status(ended.wait_status) : 255;
+    return exitcode_;
+  }
+
+  void send_signal(int sig) override {
+    if (exitcode_) return;
+    if (::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) == -1 && errno != ESRCH) {
+      throw_os_error("pidfd_send_signal", errno);
+    }
+  }
+
+ private:
+  pid_t pid_;
+  UniqueFd pidfd_;
+  UniqueFd status_;
+  std::optional<int> exitcode_;
+};
+
+}  // namespace
+
+pid_t forkserver_pid() noexcept { return client().server; }
+
+void forget_forkserver_after_fork() noexcept {
+  auto& c = client();
+  // The mutex may have been held by another thread of the parent at fork time.
+  new (&c.mu) std::mutex();
+  if (c.control >= 0) ::close(c.control);
+  c.control = -1;
+  c.server = 0;
+}
+
+std::unique_ptr<Popen> launch_forkserver(Process& process) {
+  std::vector<int> fds;
+  std::vector<std::byte> payload = make_child_payload(process, fds);
+
+  forkserver::Request req{};
+  req.magic = forkserver::kRequestMagic;
+  req.travelling_fds = static_cast<std::uint32_t>(fds.size());
+  req.payload_size = payload.size();
+  req.payload_inline = payload.size() <= forkserver::kMaxInlinePayload;
+  req.daemon = process.daemon();
+  if (fds.size() + forkserver::kFixedFds + 1 > static_cast<std::size_t>(forkserver::kMaxFds)) {
+    throw ValueError("too many descriptors travel with this process's arguments");
+  }
+
+  int sv[2];
+  sys("socketpair", [&] { return ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv); });
+  UniqueFd status(sv[0]), status_theirs(sv[1]);
+  UniqueFd memfd;
+  flush_stdio();
+  std::vector<int> attached{status_theirs.get(), STDOUT_FILENO, STDERR_FILENO};
+  if (!req.payload_inline) {
+    memfd.reset(static_cast<int>(sys("memfd_create", [] { return ::memfd_create("mp-forkserver-payload", MFD_CLOEXEC); })));
+    write_all(memfd.get(), payload.data(), payload.size());
+    attached.push_back(memfd.get());
+  }
+  attached.insert(attached.end(), fds.begin(), fds.end());
+  std::span<const std::byte> head(reinterpret_cast<const std::byte*>(&req), sizeof req);
+  std::span<const std::byte> body;
+  if (req.payload_inline) body = payload;
+
+  auto& c = client();
+  {
+    std::lock_guard g(c.mu);
+    int control = ensure_server(c);
+    if (!send_record(control, head, body, attached)) {
+      // The server died since the last start: start a new one, once.
+      drop_server(c);
+      control = ensure_server(c);
+      if (!send_record(control, head, body, attached)) {
+        drop_server(c);
+        throw ProcessError("the forkserver died before it could start " + process.name());
+      }
+    }
+  }
+  status_theirs.reset();
+
+  forkserver::Started started{};
+  std::vector<UniqueFd> got;
+  auto n = recv_record(status.get(), {reinterpret_cast<std::byte*>(&started), sizeof started}, got, nullptr);
+  if (n != sizeof started || got.size() != 1) {
+    throw ProcessError("the forkserver could not start " + process.name());
+  }
+  return std::make_unique<ForkserverPopen>(started.pid, std::move(got[0]), std::move(status));
+}
+
+}  // namespace mp::detail

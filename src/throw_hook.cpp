@@ -1,0 +1,27 @@
+// src/throw_hook.cpp — the __cxa_throw interposer (see traceback.cpp for why).
+//
+// Kept alone in this file: <cxxabi.h> declares __cxa_throw too, and the two
+// declarations must never meet. Defined in the program (mp is linked into it), this
+// __cxa_throw is the one every `throw` calls; it records the stack when the thread
+// asked for it and hands over to the next definition (the C++ runtime's, or a
+// sanitizer's interceptor, which then calls the runtime's).
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <typeinfo>
+
+namespace mp::detail {
+void record_throw_stack() noexcept;
+}
+
+extern "C" {
+
+[[noreturn]] void __cxa_throw(void* object, std::type_info* type, void (*destructor)(void*)) {
+  using real_fn = void (*)(void*, std::type_info*, void (*)(void*));
+  static const auto real = reinterpret_cast<real_fn>(::dlsym(RTLD_NEXT, "__cxa_throw"));
+  mp::detail::record_throw_stack();
+  real(object, type, destructor);
+  std::abort();  // the runtime's __cxa_throw never returns
+}
+
+}  // extern "C"
