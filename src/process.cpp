@@ -134,6 +134,8 @@ void flush_stdio() noexcept {
 }
 
 [[noreturn]] void run_as_child(Process& self, const ChildOrigin& origin) {
+  // In the child, the Process object stands for the calling process itself.
+  ProcessAccess::state(self) = std::make_shared<ProcessState>();
   g_current = &self;
   g_origin = origin;
   int code = 0;

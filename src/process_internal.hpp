@@ -38,6 +38,7 @@ struct ProcessAccess {
   static std::unique_ptr<Target>& target(Process& p) { return p.target_; }
   static ProcessOptions& options(Process& p) { return p.options_; }
   static std::vector<int>& identity(Process& p) { return p.identity_; }
+  static std::shared_ptr<ProcessState>& state(Process& p) { return p.state_; }
   static Process* make_main() { return new Process(SelfTag{}); }
 };
 
