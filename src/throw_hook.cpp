@@ -12,7 +12,10 @@
 
 namespace mp::detail {
 void record_throw_stack() noexcept;
-}
+// Referenced from traceback.cpp so that this file is always linked in, even when a
+// library earlier on the link line (a sanitizer runtime) already defines __cxa_throw.
+extern const int throw_hook_linked = 1;
+}  // namespace mp::detail
 
 extern "C" {
 

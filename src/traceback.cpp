@@ -61,7 +61,11 @@ std::string describe_frame(void* pc) {
 
 }  // namespace
 
+extern const int throw_hook_linked;
+
 void set_capture_throw_stacks(bool on) noexcept {
+  // Reading it pulls throw_hook.o into every program that runs a child.
+  if (!throw_hook_linked) return;
   t_capture = on;
   if (on) t_depth = 0;
 }

@@ -2,8 +2,9 @@
 //
 // A message is  [u64 type tag][payload].  The tag (type_tag.hpp) makes a decode<T>
 // of bytes that hold another type throw mp::SerializationError. The payload is:
-//   - for arithmetic types (not bool) and trivially copyable classes that cereal does
-//     not know: the object's bytes (one memcpy each way);
+//   - for arithmetic types (not bool) and plain aggregates of trivially copyable
+//     members (`struct Point { int x; double y; };`): the object's bytes (one memcpy
+//     each way), also inside containers;
 //   - for everything else: a cereal archive (archive.hpp). Contiguous ranges of
 //     arithmetic values (std::vector<double>, std::string, std::array<int, N>) are one
 //     memcpy inside it.
@@ -14,8 +15,8 @@
 //
 // Decoding never trusts its input: wrong tag, short input, trailing bytes, a length
 // larger than the message, an invalid bool or variant index all throw
-// mp::SerializationError. A trivially copyable class decoded bitwise takes whatever
-// bits arrive: give it a `serialize` member if some bit patterns are invalid for it.
+// mp::SerializationError. A plain aggregate decoded bitwise takes whatever bits arrive:
+// give it a `serialize` member if some bit patterns are invalid for it (a bool member).
 #pragma once
 
 #include <cereal/types/array.hpp>
@@ -48,6 +49,36 @@
 
 namespace mp::detail {
 
+template <class T>
+struct is_std_array : std::false_type {};
+template <class T, std::size_t N>
+struct is_std_array<std::array<T, N>> : std::true_type {};
+
+/// A plain aggregate of trivially copyable members that declares no cereal functions
+/// (`struct Point { int x; double y; };`): it travels as its bytes, at the top level
+/// and inside containers alike.
+template <class T>
+inline constexpr bool plain_aggregate_v =
+    std::is_class_v<T> && std::is_aggregate_v<T> && std::is_trivially_copyable_v<T> && !is_std_array<T>::value &&
+    !cereal::traits::has_member_serialize<T, OutputArchive>::value &&
+    !cereal::traits::has_member_versioned_serialize<T, OutputArchive>::value &&
+    !cereal::traits::has_member_save<T, OutputArchive>::value &&
+    !cereal::traits::has_member_versioned_save<T, OutputArchive>::value &&
+    !cereal::traits::has_non_member_serialize<T, OutputArchive>::value &&
+    !cereal::traits::has_non_member_versioned_serialize<T, OutputArchive>::value;
+
+template <class T>
+  requires plain_aggregate_v<T>
+void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const T& t) {
+  ar.saveBinary(std::addressof(t), sizeof(T));
+}
+
+template <class T>
+  requires plain_aggregate_v<T>
+void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, T& t) {
+  ar.loadBinary(std::addressof(t), sizeof(T));
+}
+
 /// True when cereal knows how to write T through mp's archive.
 template <class T>
 inline constexpr bool cereal_serializable_v =
@@ -56,10 +87,7 @@ inline constexpr bool cereal_serializable_v =
 
 /// True when T travels as its raw bytes.
 template <class T>
-inline constexpr bool bitwise_v =
-    (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) ||
-    (std::is_class_v<T> && std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T> &&
-     !cereal_serializable_v<T>);
+inline constexpr bool bitwise_v = (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) || plain_aggregate_v<T>;
 
 /// True when a T can cross a process boundary.
 template <class T>
