@@ -181,17 +181,33 @@ Process::Process(Process&& other) noexcept
 
 Process& Process::operator=(Process&& other) noexcept {
   if (this == &other) return *this;
-  this->~Process();
-  new (this) Process(std::move(other));
+  release_child();
+  options_ = std::move(other.options_);
+  target_ = std::move(other.target_);
+  state_ = std::move(other.state_);
+  identity_ = std::move(other.identity_);
+  closed_ = other.closed_;
+  if (state_ && !state_->is_self()) {
+    std::lock_guard g(detail::children().mu);
+    if (state_->owner == &other) state_->owner = this;
+  }
   return *this;
 }
 
-Process::~Process() {
+Process::~Process() { release_child(); }
+
+// This object no longer stands for its child; the table keeps the child until it is
+// reaped (and joins it at exit if it still runs then).
+void Process::release_child() noexcept {
   if (!state_ || state_->is_self()) return;
   auto& t = detail::children();
   std::lock_guard g(t.mu);
   if (state_->owner == this) state_->owner = nullptr;
-  if (state_->poll()) std::erase(t.list, state_);
+  try {
+    if (state_->poll()) std::erase(t.list, state_);
+  } catch (...) {
+  }
+  state_.reset();
 }
 
 void Process::run() {

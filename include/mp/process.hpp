@@ -159,6 +159,7 @@ class Process {
   friend struct detail::ProcessAccess;
   explicit Process(detail::SelfTag);  // the main process's own object
   bool join_for(std::optional<std::chrono::nanoseconds> timeout);
+  void release_child() noexcept;
   void check_not_closed(const char* what) const;
   void ensure_started(const char* what) const;
 
