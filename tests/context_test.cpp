@@ -90,3 +90,32 @@ TEST(Os, ForkGetpidGetppid) {
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
 }
+
+namespace {
+void takes_int(int) {}
+void takes_string(std::string) {}
+struct NotSerializable {
+  int* p;
+  NotSerializable() = default;
+  explicit NotSerializable(int*) {}
+  virtual ~NotSerializable() = default;  // not a plain aggregate, no serialize
+};
+}  // namespace
+
+TEST(StaticContext, ShippabilityIsKnownAtCompileTime) {
+  int captured = 1;
+  auto capturing = [captured] { (void)captured; };
+  auto captureless = [](int) {};
+  static_assert(mp::detail::Shippable<void (*)(int), int>);
+  static_assert(mp::detail::Shippable<decltype(captureless), int>);
+  static_assert(mp::detail::Shippable<decltype(&takes_string), const char (&)[6]>);  // stored as std::string
+  static_assert(!mp::detail::Shippable<decltype(capturing)>);
+  static_assert(!mp::detail::Shippable<void (*)(NotSerializable), NotSerializable>);
+  // get_context<M>() checks at compile time; fork takes anything.
+  auto p = mp::get_context<mp::StartMethod::spawn>().Process(takes_int, 5);
+  auto q = mp::get_context<mp::StartMethod::fork>().Process(capturing);
+  EXPECT_EQ(p.start_method(), mp::StartMethod::spawn);
+  EXPECT_EQ(q.start_method(), mp::StartMethod::fork);
+  mp::Context c = mp::get_context<mp::StartMethod::forkserver>();
+  EXPECT_EQ(c.start_method(), mp::StartMethod::forkserver);
+}

@@ -60,6 +60,11 @@ struct args_serializable;
 template <class... A>
 struct args_serializable<std::tuple<A...>> : std::bool_constant<(serializable_v<A> && ...)> {};
 
+/// True when f(args...) can be rebuilt in a freshly exec'd child (spawn, forkserver).
+template <class F, class... A>
+concept Shippable = callable_unshippable_reason<std::decay_t<F>>() == nullptr &&
+                    args_serializable<std::tuple<stored_arg_t<A>...>>::value;
+
 /// A type-erased target: a callable with its arguments.
 class Target {
  public:
