@@ -6,12 +6,14 @@
 // Each start then sends one request record: the child's payload (spawn.cpp) inline or
 // in a memfd, a new status socket, and the descriptors that travel with the payload.
 // The server forks, and answers on the status socket with the child's pid and pidfd,
-// later with its wait status. The status socket is the child's sentinel; signals go
-// through the pidfd, so a recycled pid is never hit.
+// later with its wait status. The pidfd is the child's sentinel and carries its
+// signals, so a recycled pid is never hit; a server that dies does not make a running
+// child look ended.
 //
 // The server lives as long as this program holds the control socket: a forked child
 // closes its copy (forget_forkserver_after_fork), so when the program ends, even by
 // SIGKILL, the server sees EOF and exits, and its daemon children die with it.
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -63,22 +65,24 @@ void drop_server(Client& c) {
   c.server = 0;
 }
 
+// The sentinel is the child's pidfd: it becomes readable when the child itself ends,
+// whether or not the server is still there to report the status. The status arrives
+// on the status socket right after (the server reaps at once); if the server died, the
+// status is lost and the exit code is 255 (as in CPython).
 class ForkserverPopen final : public Popen {
  public:
   ForkserverPopen(pid_t pid, UniqueFd pidfd, UniqueFd status)
       : pid_(pid), pidfd_(std::move(pidfd)), status_(std::move(status)) {}
   pid_t pid() const noexcept override { return pid_; }
-  int sentinel() const noexcept override { return status_.get(); }
+  int sentinel() const noexcept override { return pidfd_.get(); }
 
   std::optional<int> poll() override {
     if (exitcode_) return exitcode_;
-    forkserver::Ended ended{};
-    std::vector<UniqueFd> fds;
-    auto n = recv_record(status_.get(), {reinterpret_cast<std::byte*>(&ended), sizeof ended}, fds, nullptr,
-                         MSG_DONTWAIT);
-    if (n < 0) return std::nullopt;
-    // EOF or a short record: the server died before it could reap the child.
-    exitcode_ = n == sizeof ended ? exitcode_from_wait_status(ended.wait_status) : 255;
+    if (read_status(0)) return exitcode_;
+    pollfd pfd{pidfd_.get(), POLLIN, 0};
+    if (::poll(&pfd, 1, 0) <= 0) return std::nullopt;  // still running
+    // The child has ended: its status is on the way, unless the server is gone.
+    if (!read_status(kStatusGraceMs)) exitcode_ = 255;
     return exitcode_;
   }
 
@@ -90,9 +94,33 @@ class ForkserverPopen final : public Popen {
   }
 
  private:
+  static constexpr int kStatusGraceMs = 2000;
+
+  // Reads the Ended record if it arrives within `wait_ms`. True once exitcode_ is known
+  // (a short record or EOF means the server died: 255).
+  bool read_status(int wait_ms) {
+    if (server_gone_) return false;
+    if (wait_ms > 0) {
+      pollfd pfd{status_.get(), POLLIN, 0};
+      if (sys_nothrow([&] { return ::poll(&pfd, 1, wait_ms); }) <= 0) return false;
+    }
+    forkserver::Ended ended{};
+    std::vector<UniqueFd> fds;
+    auto n = recv_record(status_.get(), {reinterpret_cast<std::byte*>(&ended), sizeof ended}, fds, nullptr,
+                         MSG_DONTWAIT);
+    if (n < 0) return false;
+    if (n != sizeof ended) {
+      server_gone_ = true;
+      return false;
+    }
+    exitcode_ = exitcode_from_wait_status(ended.wait_status);
+    return true;
+  }
+
   pid_t pid_;
   UniqueFd pidfd_;
   UniqueFd status_;
+  bool server_gone_ = false;
   std::optional<int> exitcode_;
 };
 

@@ -178,3 +178,40 @@ TEST(FreezeSupport, SpawnedChildOfAProgramWithoutItExitsWithAMessage) {
   EXPECT_NE(text.find("child exitcode: 70"), std::string::npos) << text;
   EXPECT_EQ(text.find("child exitcode"), text.rfind("child exitcode")) << "the child ran main() on:\n" << text;
 }
+
+namespace {
+void exit_with_code(int code) { std::exit(code); }
+void nothing() {}
+}  // namespace
+
+// A forkserver that dies (here: SIGKILL) neither hangs a join nor makes a running
+// child look ended; its daemon children die with it; the next start gets a new server.
+TEST(Forkserver, ServerDeathNeitherHangsNorHidesARunningChild) {
+  auto ctx = mp::get_context(mp::StartMethod::forkserver);
+  auto warm = ctx.Process(nothing);
+  warm.start();
+  warm.join();
+  const pid_t server = mp::detail::forkserver_pid();
+  ASSERT_GT(server, 0);
+
+  auto runner = ctx.Process(sleep_forever);
+  auto daemon = ctx.Process({.daemon = true}, sleep_forever);
+  runner.start();
+  daemon.start();
+  ::kill(server, SIGKILL);
+
+  EXPECT_TRUE(daemon.join(5s)) << "a daemon child dies with its forkserver";
+  EXPECT_EQ(daemon.exitcode(), 255) << "its status died with the server";
+  EXPECT_FALSE(runner.join(300ms)) << "a non-daemon child outlives the server and still counts as running";
+  EXPECT_TRUE(runner.is_alive());
+  runner.kill();
+  EXPECT_TRUE(runner.join(5s));
+  EXPECT_EQ(runner.exitcode(), 255);
+
+  auto again = ctx.Process(exit_with_code, 3);
+  again.start();
+  again.join();
+  EXPECT_EQ(again.exitcode(), 3);
+  EXPECT_NE(mp::detail::forkserver_pid(), server);
+  mp_test::expect_no_children_left();
+}
