@@ -53,4 +53,7 @@ class ChildPopen final : public Popen {
 /// pidfd_open(2); throws mp::OSError.
 int pidfd_open(pid_t pid);
 
+/// Sends `sig` through a pidfd; a process that has already ended is not an error.
+void pidfd_send_signal(int pidfd, int sig);
+
 }  // namespace mp::detail

@@ -48,12 +48,15 @@ std::optional<int> ChildPopen::poll() {
   return exitcode_;
 }
 
-void ChildPopen::send_signal(int sig) {
-  if (exitcode_) return;
+void pidfd_send_signal(int pidfd, int sig) {
   // Through the pidfd: a pid that was reaped and recycled is never signalled.
-  if (::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) == -1 && errno != ESRCH) {
+  if (::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) == -1 && errno != ESRCH) {
     throw_os_error("pidfd_send_signal", errno);
   }
+}
+
+void ChildPopen::send_signal(int sig) {
+  if (!exitcode_) pidfd_send_signal(pidfd_, sig);
 }
 
 /// In a fresh child: die with the parent if asked, and leave the terminal's input alone.

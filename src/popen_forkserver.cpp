@@ -87,10 +87,7 @@ class ForkserverPopen final : public Popen {
   }
 
   void send_signal(int sig) override {
-    if (exitcode_) return;
-    if (::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) == -1 && errno != ESRCH) {
-      throw_os_error("pidfd_send_signal", errno);
-    }
+    if (!exitcode_) pidfd_send_signal(pidfd_.get(), sig);
   }
 
  private:

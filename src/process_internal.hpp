@@ -97,6 +97,9 @@ pid_t forkserver_pid() noexcept;
 /// Writes "Process NAME:", the stack of the throw and "Type: message" to stderr.
 void report_child_exception(const std::string& process_name) noexcept;
 
+/// The readable name of a mangled C++ name (the name itself if it is not one).
+std::string demangle(const char* mangled);
+
 /// While true on this thread, every throw records its stack (for report_child_exception).
 void set_capture_throw_stacks(bool on) noexcept;
 

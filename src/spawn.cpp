@@ -26,8 +26,6 @@
 #include <string>
 #include <typeindex>
 
-#include <cxxabi.h>
-
 #include "context_internal.hpp"
 #include "mp/context.hpp"
 #include "mp/detail/sys.hpp"
@@ -55,14 +53,6 @@ struct TypeRegistry {
 TypeRegistry& types() {
   static auto* r = new TypeRegistry;
   return *r;
-}
-
-std::string demangle(const char* mangled) {
-  int status = 0;
-  char* d = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
-  std::string out = status == 0 && d ? d : mangled;
-  std::free(d);
-  return out;
 }
 
 const char* g_argv0 = nullptr;

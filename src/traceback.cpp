@@ -29,14 +29,6 @@ thread_local bool t_capture = false;
 thread_local int t_depth = 0;
 thread_local void* t_frames[kMaxFrames];
 
-std::string demangle(const char* name) {
-  int status = 0;
-  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
-  std::string out = status == 0 && d ? d : name;
-  std::free(d);
-  return out;
-}
-
 std::string describe_frame(void* pc) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "0x%lx", reinterpret_cast<unsigned long>(pc));
@@ -60,6 +52,14 @@ std::string describe_frame(void* pc) {
 }
 
 }  // namespace
+
+std::string demangle(const char* name) {
+  int status = 0;
+  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+  std::string out = status == 0 && d ? d : name;
+  std::free(d);
+  return out;
+}
 
 extern const int throw_hook_linked;
 
