@@ -32,7 +32,7 @@ class Context {
   template <class F, class... A>
     requires(!std::is_same_v<std::remove_cvref_t<F>, ProcessOptions>)
   ::mp::Process Process(F&& target, A&&... args) const {
-    return ::mp::Process(ProcessOptions{.name = {}, .daemon = false, .start_method = method_}, std::forward<F>(target),
+    return ::mp::Process(ProcessOptions{.start_method = method_}, std::forward<F>(target),
                          std::forward<A>(args)...);
   }
   template <class F, class... A>

@@ -67,10 +67,12 @@ enum class StartMethod {
 std::string_view to_string(StartMethod m) noexcept;
 
 /// Python's keyword arguments of Process(...).
+/// (Every member has a default initializer, so `{.daemon = true}` compiles cleanly
+/// under -Wextra.)
 struct ProcessOptions {
-  std::string name;                         ///< "" = "Process-N"
-  bool daemon = false;                      ///< killed with its parent; cannot have children
-  std::optional<StartMethod> start_method;  ///< unset = the program's (get_start_method())
+  std::string name{};                         ///< "" = "Process-N"
+  bool daemon = false;                        ///< killed with its parent; cannot have children
+  std::optional<StartMethod> start_method{};  ///< unset = the program's (get_start_method())
 };
 
 namespace detail {
@@ -194,7 +196,9 @@ Process& current_process();
 /// The parent of a child process; empty in the main process.
 std::optional<ParentProcess> parent_process();
 
-/// The started children of this process that are still alive; ended ones are reaped.
+/// The started children of this process that are still alive and whose Process object
+/// still exists; ended ones are reaped. (A child whose Process object was destroyed is
+/// still joined at exit, but has no object to point to, so it is not listed.)
 std::vector<Process*> active_children();
 
 /// Runs the child when the program was started as a spawn or forkserver child (and

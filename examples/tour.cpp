@@ -1,0 +1,143 @@
+// mp_tour — runs every seed twin in examples/, in the seeds' order (S0, S1, S2, S3,
+// S4), each after a banner naming its seed rows and what it shows.
+//
+//   mp_tour                       run them all
+//   mp_tour os_fork S2-3          run only these (by program name or seed row)
+//   mp_tour --list                list them
+//
+// The programs are found next to this one (the directory of /proc/self/exe). Each is
+// run with fork + execv and waited for before the next one starts; a program that
+// exits non-zero or dies by a signal is reported, and the tour then exits 1.
+//
+// This is a driver, not an mp demo: it uses plain POSIX calls and does not link mp.
+// The table below is the one list of examples; examples/CMakeLists.txt builds them.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+struct Example {
+  const char* seeds;    // the seed rows of EXAMPLES.md this program twins
+  const char* program;  // the executable, next to mp_tour
+  const char* shows;
+};
+
+// The seeds' order. S4-1 shares its twin with S0-2.
+constexpr Example kExamples[] = {
+    {"S0-1", "process_one_after_another", "start methods (spawn); one process per item, one after another"},
+    {"S0-2 = S4-1", "os_fork", "raw fork: os.fork, os.getpid, os.getppid"},
+    {"S1-1", "fib_speedup", "CPU-bound speed-up: fib(35) twice serially, then in 2 processes"},
+    {"S2-1", "process_args", "arguments for the target"},
+    {"S2-2", "process_join_blocks", "parent and child run at the same time; join blocks"},
+    {"S2-3", "process_daemon", "name, pid, is_alive, daemon"},
+    {"S2-4", "process_subclass_clock", "a Process subclass overriding run() (forkserver)"},
+    {"S3-1", "process_minimal", "the smallest possible process"},
+    {"S4-2", "process_start_join_pids", "start/join order, with pids"},
+    {"S4-3", "active_children", "many children; cpu_count; active_children; joined at exit"},
+    {"S4-4", "process_subclass", "a Process subclass built via its constructor; joined at exit"},
+};
+
+// Does `arg` name this example: its program, or one of its seed rows?
+bool selects(const Example& e, std::string_view arg) {
+  if (arg == e.program) return true;
+  std::string_view seeds = e.seeds;
+  while (!seeds.empty()) {
+    const auto end = seeds.find(' ');
+    const std::string_view token = seeds.substr(0, end);
+    if (token == arg) return true;
+    if (end == std::string_view::npos) break;
+    seeds.remove_prefix(end + 1);
+  }
+  return false;
+}
+
+std::string own_directory() {
+  std::vector<char> buf(4096);
+  const ssize_t n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
+  if (n <= 0) return ".";
+  std::string path(buf.data(), static_cast<std::size_t>(n));
+  const auto slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+// Runs one program and waits for it. Returns "" on success, else what went wrong.
+std::string run(const std::string& path) {
+  std::fflush(nullptr);  // nothing buffered here may be written twice
+  const pid_t pid = ::fork();
+  if (pid < 0) return std::string("fork failed: ") + std::strerror(errno);
+  if (pid == 0) {
+    char* const child_argv[] = {const_cast<char*>(path.c_str()), nullptr};
+    ::execv(path.c_str(), child_argv);
+    std::fprintf(stderr, "mp_tour: cannot run %s: %s\n", path.c_str(), std::strerror(errno));
+    std::_Exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return std::string("waitpid failed: ") + std::strerror(errno);
+  }
+  if (WIFEXITED(status)) {
+    if (WEXITSTATUS(status) == 0) return "";
+    return "exited with code " + std::to_string(WEXITSTATUS(status));
+  }
+  if (WIFSIGNALED(status)) {
+    return "killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  }
+  return "ended with wait status " + std::to_string(status);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string_view> wanted(argv + 1, argv + argc);
+  if (wanted.size() == 1 && (wanted[0] == "--list" || wanted[0] == "--help" || wanted[0] == "-h")) {
+    std::printf("usage: mp_tour [PROGRAM | SEED-ROW]...\n");
+    for (const Example& e : kExamples) std::printf("  %-12s %-26s %s\n", e.seeds, e.program, e.shows);
+    return 0;
+  }
+  for (std::string_view arg : wanted) {
+    bool known = false;
+    for (const Example& e : kExamples) known = known || selects(e, arg);
+    if (!known) {
+      std::fprintf(stderr, "mp_tour: no example is named %.*s (see mp_tour --list)\n", static_cast<int>(arg.size()),
+                   arg.data());
+      return 2;
+    }
+  }
+
+  const std::string dir = own_directory();
+  int ran = 0;
+  std::vector<std::string> failures;
+  const auto tour_start = std::chrono::steady_clock::now();
+  for (const Example& e : kExamples) {
+    bool chosen = wanted.empty();
+    for (std::string_view arg : wanted) chosen = chosen || selects(e, arg);
+    if (!chosen) continue;
+
+    std::printf("==== [%s] %s — %s ====\n", e.seeds, e.program, e.shows);
+    const auto start = std::chrono::steady_clock::now();
+    const std::string error = run(dir + "/" + e.program);
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+    ++ran;
+    if (error.empty()) {
+      std::printf("---- %s: ok (%.1f s)\n\n", e.program, took.count());
+    } else {
+      std::printf("!!!! %s FAILED: %s (%.1f s)\n\n", e.program, error.c_str(), took.count());
+      failures.push_back(std::string(e.program) + ": " + error);
+    }
+    std::fflush(stdout);
+  }
+
+  const std::chrono::duration<double> total = std::chrono::steady_clock::now() - tour_start;
+  std::printf("==== mp_tour: %d example(s) in %.1f s, %zu failed ====\n", ran, total.count(), failures.size());
+  for (const std::string& f : failures) std::printf("  FAILED %s\n", f.c_str());
+  std::fflush(stdout);
+  return failures.empty() ? 0 : 1;
+}
