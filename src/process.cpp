@@ -253,6 +253,9 @@ void Process::start() {
     case StartMethod::spawn: state->popen = detail::launch_spawn(*this); break;
     case StartMethod::forkserver: state->popen = detail::launch_forkserver(*this); break;
   }
+  // As CPython's start(): the parent no longer needs the target and its arguments; a
+  // Connection among them is closed here, so only the child holds its descriptor.
+  target_.reset();
   state->owner = this;
   state_ = state;
   auto& t = detail::children();

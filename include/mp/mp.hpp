@@ -12,6 +12,7 @@
 // @endcode
 #pragma once
 
+#include "mp/connection.hpp"
 #include "mp/context.hpp"
 #include "mp/errors.hpp"
 #include "mp/os.hpp"

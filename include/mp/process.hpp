@@ -91,12 +91,12 @@ class Process {
   /// Arguments are copied (string literals as std::string) when the Process is built.
   template <class F, class... A>
     requires(!std::is_same_v<std::remove_cvref_t<F>, ProcessOptions> &&
-             std::is_invocable_v<std::decay_t<F>&, detail::stored_arg_t<A>&...>)
+             detail::callable_with_stored_v<std::decay_t<F>, detail::stored_arg_t<A>...>)
   explicit Process(F&& target, A&&... args)
       : Process(ProcessOptions{}, std::forward<F>(target), std::forward<A>(args)...) {}
 
   template <class F, class... A>
-    requires std::is_invocable_v<std::decay_t<F>&, detail::stored_arg_t<A>&...>
+    requires detail::callable_with_stored_v<std::decay_t<F>, detail::stored_arg_t<A>...>
   Process(ProcessOptions options, F&& target, A&&... args) : Process(std::move(options)) {
     target_ = detail::make_target(std::forward<F>(target), std::forward<A>(args)...);
   }

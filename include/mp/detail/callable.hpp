@@ -32,6 +32,41 @@ using stored_arg_t = std::conditional_t<std::is_convertible_v<A, const char*> &&
                                             std::is_pointer_v<std::decay_t<A>>,
                                         std::string, std::decay_t<A>>;
 
+/// How a stored argument is made from what the caller passed. A move-only handle passed
+/// as an lvalue (a Connection) specializes this to give the child its own duplicate.
+template <class T>
+struct child_copy {
+  static T make(const T& v) { return v; }
+};
+
+template <class A>
+stored_arg_t<A> store_arg(A&& a) {
+  using S = stored_arg_t<A>;
+  if constexpr (std::is_lvalue_reference_v<A> && std::is_same_v<S, std::decay_t<A>> &&
+                !std::is_copy_constructible_v<S>) {
+    return child_copy<S>::make(a);
+  } else {
+    return S(std::forward<A>(a));
+  }
+}
+
+/// A move-only argument is handed to the target as an rvalue, anything else as an
+/// lvalue: so `void f(std::string&)`, `void f(Connection)` and `void f(Connection&)`
+/// all work.
+template <class T>
+decltype(auto) as_call_arg(T& stored) {
+  if constexpr (std::is_copy_constructible_v<T>) {
+    return static_cast<T&>(stored);
+  } else {
+    return static_cast<T&&>(stored);
+  }
+}
+
+template <class F, class... S>
+inline constexpr bool callable_with_stored_v =
+    std::is_invocable_v<F&, S&...> ||
+    std::is_invocable_v<F&, decltype(as_call_arg(std::declval<S&>()))...>;
+
 template <class F>
 inline constexpr bool is_function_pointer_v =
     std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>;
@@ -85,7 +120,17 @@ class TargetImpl final : public Target {
  public:
   TargetImpl(F f, Args args) : f_(std::move(f)), args_(std::move(args)) {}
 
-  void call() override { std::apply(f_, args_); }
+  void call() override {
+    std::apply(
+        [this](auto&... a) {
+          if constexpr (std::is_invocable_v<F&, decltype(a)...>) {
+            std::invoke(f_, a...);
+          } else {
+            std::invoke(f_, as_call_arg(a)...);
+          }
+        },
+        args_);
+  }
 
   const char* unshippable() const noexcept override {
     if constexpr (callable_unshippable_reason<F>() != nullptr) {
@@ -147,9 +192,9 @@ template <class F, class... A>
 std::unique_ptr<Target> make_target(F&& f, A&&... args) {
   using Fn = std::decay_t<F>;
   using Args = std::tuple<stored_arg_t<A>...>;
-  static_assert(std::is_invocable_v<Fn&, stored_arg_t<A>&...>,
+  static_assert(callable_with_stored_v<Fn, stored_arg_t<A>...>,
                 "mp::Process: the target cannot be called with these arguments");
-  return std::make_unique<TargetImpl<Fn, Args>>(Fn(std::forward<F>(f)), Args(std::forward<A>(args)...));
+  return std::make_unique<TargetImpl<Fn, Args>>(Fn(std::forward<F>(f)), Args(store_arg<A>(std::forward<A>(args))...));
 }
 
 /// Reads a target written by Target::save().
