@@ -1,1 +1,46 @@
-// placeholder
+// src/futex.cpp — the futex system call, wrapped once.
+#include "mp/detail/futex.hpp"
+
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <ctime>
+
+#include "mp/detail/sys.hpp"
+
+namespace mp::detail {
+
+bool futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, const Deadline& deadline,
+                std::optional<std::chrono::nanoseconds> max_slice) {
+  timespec ts{};
+  timespec* tsp = nullptr;
+  std::optional<std::chrono::nanoseconds> left = max_slice;
+  if (deadline) {
+    auto until = *deadline - std::chrono::steady_clock::now();
+    if (until <= std::chrono::nanoseconds(0)) return false;
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(until);
+    if (!left || ns < *left) left = ns;
+  }
+  if (left) {
+    ts.tv_sec = static_cast<time_t>(left->count() / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(left->count() % 1'000'000'000);
+    tsp = &ts;
+  }
+  // FUTEX_WAIT takes a relative timeout.
+  long r = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT, expected, tsp, nullptr, 0);
+  if (r == -1 && errno != EAGAIN && errno != EINTR && errno != ETIMEDOUT) throw_os_error("futex(FUTEX_WAIT)", errno);
+  if (deadline && std::chrono::steady_clock::now() >= *deadline) return false;
+  return true;
+}
+
+void futex_wake(std::atomic<std::uint32_t>& word, int n) {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, n, nullptr, nullptr, 0);
+}
+
+int current_cpu() noexcept { return ::sched_getcpu(); }
+
+}  // namespace mp::detail

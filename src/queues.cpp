@@ -1,1 +1,521 @@
-// placeholder
+// src/queues.cpp — the shared-memory byte ring behind Queue, SimpleQueue and
+// JoinableQueue. Design, waiting policy and crash semantics: shm_queue.hpp.
+//
+// Positions are u64 byte counts since creation (they never wrap); a position's place in
+// the ring is pos & (capacity - 1). Lock order: the writer lock, then the reader lock
+// (only the recovery paths take both).
+#include "mp/detail/shm_queue.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "mp/detail/robust_mutex.hpp"
+#include "mp/errors.hpp"
+
+namespace mp::detail {
+
+namespace {
+constexpr std::uint32_t kMagic = 0x4d505155;  // "MPQU"
+constexpr std::uint32_t kVersion = 1;
+constexpr std::size_t kHeaderBytes = 8;
+constexpr std::size_t kAborts = 64;
+constexpr auto kLookAround = std::chrono::milliseconds(50);
+
+std::size_t round8(std::size_t n) { return (n + 7) & ~std::size_t{7}; }
+}  // namespace
+
+struct Abort {
+  std::uint64_t start;   // the record that was cut short
+  std::uint64_t resume;  // where the stream goes on
+};
+
+struct alignas(64) QueueShared {
+  // Set once at creation.
+  std::uint32_t magic;
+  std::uint32_t version;
+  std::uint64_t type_tag;
+  std::uint64_t capacity;
+  std::uint64_t maxsize;
+  std::uint32_t joinable;  // put() counts a task (JoinableQueue)
+  char type_name[96];
+  RobustMutex wlock;
+  RobustMutex rlock;
+
+  // The writer's line.
+  alignas(64) std::atomic<std::uint64_t> tail;
+  std::atomic<std::uint32_t> data_seq;         // bumped after each publish
+  std::atomic<std::uint32_t> readers_waiting;  // sleepers on data_seq
+  std::atomic<std::int32_t> writer_cpu;
+  // The writer's item in progress (guarded by wlock; read by whoever repairs it).
+  std::uint64_t w_start;
+  std::uint64_t w_end;
+  std::uint32_t w_active;
+
+  // The reader's line.
+  alignas(64) std::atomic<std::uint64_t> head;
+  std::atomic<std::uint32_t> space_seq;        // bumped after each take
+  std::atomic<std::uint32_t> writers_waiting;  // sleepers on space_seq
+  std::atomic<std::int32_t> reader_cpu;
+  // The reader's streamed item in progress (guarded by rlock).
+  std::uint64_t r_start;
+  std::uint64_t r_end;
+  std::uint32_t r_active;
+
+  alignas(64) std::atomic<std::int64_t> count;       // items put and not yet taken
+  std::atomic<std::int64_t> unfinished;              // JoinableQueue tasks
+  std::atomic<std::uint32_t> unfinished_seq;
+  std::atomic<std::uint32_t> joiners_waiting;
+
+  // Streamed records cut short, newest last (guarded by wlock for writing).
+  std::atomic<std::uint32_t> abort_count;
+  Abort aborts[kAborts];
+};
+
+namespace {
+
+// ---- ring access ------------------------------------------------------------------
+
+void ring_write(std::byte* ring, std::uint64_t cap, std::uint64_t pos, const std::byte* src, std::size_t n) {
+  const std::size_t at = pos & (cap - 1);
+  const std::size_t first = std::min<std::size_t>(n, cap - at);
+  std::memcpy(ring + at, src, first);
+  if (n > first) std::memcpy(ring, src + first, n - first);
+}
+
+void ring_read(const std::byte* ring, std::uint64_t cap, std::uint64_t pos, std::byte* dst, std::size_t n) {
+  const std::size_t at = pos & (cap - 1);
+  const std::size_t first = std::min<std::size_t>(n, cap - at);
+  std::memcpy(dst, ring + at, first);
+  if (n > first) std::memcpy(dst + first, ring, n - first);
+}
+
+// ---- waking and waiting -------------------------------------------------------------
+
+void publish_tail(QueueShared* q, std::uint64_t tail) {
+  q->tail.store(tail, std::memory_order_release);
+  q->data_seq.fetch_add(1, std::memory_order_seq_cst);
+  if (q->readers_waiting.load(std::memory_order_seq_cst)) futex_wake(q->data_seq, INT_MAX);
+}
+
+void publish_head(QueueShared* q, std::uint64_t head) {
+  q->head.store(head, std::memory_order_release);
+  q->space_seq.fetch_add(1, std::memory_order_seq_cst);
+  if (q->writers_waiting.load(std::memory_order_seq_cst)) futex_wake(q->space_seq, INT_MAX);
+}
+
+// Waits until ready() or the deadline (false). Spins first when `peer_cpu` is another
+// CPU, then sleeps on `seq` in slices of at most `slice`, calling look_around() after each
+// (it may repair state after a death; returns true to stop waiting early).
+template <class Ready, class LookAround>
+bool wait_on(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& waiting, const std::atomic<std::int32_t>& peer_cpu,
+             const Deadline& deadline, Ready&& ready, LookAround&& look_around) {
+  if (spin_until(ready, peer_cpu.load(std::memory_order_relaxed))) return true;
+  for (;;) {
+    const std::uint32_t s = seq.load(std::memory_order_seq_cst);
+    if (ready()) return true;
+    waiting.fetch_add(1, std::memory_order_seq_cst);
+    bool in_time = true;
+    if (!ready()) in_time = futex_wait(seq, s, deadline, kLookAround);
+    waiting.fetch_sub(1, std::memory_order_seq_cst);
+    if (ready()) return true;
+    if (look_around()) return true;
+    if (!in_time) return false;
+  }
+}
+
+bool is_aborted(const QueueShared* q, std::uint64_t start, std::uint64_t* resume) {
+  const std::uint32_t n = q->abort_count.load(std::memory_order_acquire);
+  for (std::uint32_t i = 0; i < std::min<std::uint32_t>(n, kAborts); ++i) {
+    const Abort& a = q->aborts[(n - 1 - i) % kAborts];
+    if (a.start == start) {
+      *resume = a.resume;
+      return true;
+    }
+  }
+  return false;
+}
+
+void record_abort(QueueShared* q, std::uint64_t start, std::uint64_t resume) {
+  const std::uint32_t n = q->abort_count.load(std::memory_order_relaxed);
+  q->aborts[n % kAborts] = {start, resume};
+  q->abort_count.store(n + 1, std::memory_order_release);
+  // A reader in the middle of that record may be asleep waiting for the rest of it.
+  q->data_seq.fetch_add(1, std::memory_order_seq_cst);
+  futex_wake(q->data_seq, INT_MAX);
+}
+
+// Called with wlock held, after the previous holder died or gave up in the middle of a
+// record: makes the stream parseable again.
+void repair_writer(QueueShared* q) {
+  if (!q->w_active) return;
+  const std::uint64_t tail = q->tail.load(std::memory_order_acquire);
+  if (tail == q->w_start) {
+    q->count.fetch_sub(1, std::memory_order_acq_rel);  // nothing of it was published
+    q->space_seq.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake(q->space_seq, INT_MAX);
+  } else {
+    record_abort(q, q->w_start, tail);  // the reader drops it and counts it out
+  }
+  q->w_active = 0;
+}
+
+// Acquires a lock; a dead previous holder's state is repaired with `repair`.
+// Returns false on timeout (or busy with try_only).
+template <class Repair>
+bool take_lock(RobustMutex& m, const Deadline& deadline, bool try_only, Repair&& repair) {
+  auto r = try_only ? m.try_lock() : m.lock(deadline);
+  if (r == RobustMutex::Result::timed_out || r == RobustMutex::Result::busy) return false;
+  if (r == RobustMutex::Result::owner_died) {
+    try {
+      repair();
+    } catch (...) {
+      m.consistent();
+      m.unlock();
+      throw;
+    }
+    m.consistent();
+  }
+  return true;
+}
+
+struct Unlock {
+  RobustMutex& m;
+  ~Unlock() { m.unlock(); }
+};
+
+}  // namespace
+
+// Called with rlock held, when the previous reader died in the middle of a streamed
+// record: skips what is left of it. Returns once the record is skipped.
+static void repair_reader(QueueShared* q) {
+  if (!q->r_active) return;
+  const std::uint64_t start = q->r_start, end = q->r_end;
+  std::uint64_t head = q->head.load(std::memory_order_relaxed);
+  for (;;) {
+    const std::uint64_t tail = q->tail.load(std::memory_order_acquire);
+    std::uint64_t resume = 0;
+    if (is_aborted(q, start, &resume)) {
+      head = std::max(head, resume);
+      break;
+    }
+    if (tail >= end) {
+      head = end;
+      break;
+    }
+    if (tail > head) {
+      head = tail;
+      publish_head(q, head);  // the writer may be waiting for room
+    }
+    // The record's writer is alive and streaming: wait for more of it (or its death).
+    const std::uint32_t aborts_before = q->abort_count.load(std::memory_order_acquire);
+    wait_on(
+        q->data_seq, q->readers_waiting, q->writer_cpu, std::nullopt,
+        [&] {
+          return q->tail.load(std::memory_order_acquire) > head ||
+                 q->abort_count.load(std::memory_order_acquire) != aborts_before;
+        },
+        [&] {
+          if (q->wlock.try_lock() != RobustMutex::Result::busy) {
+            // Nobody writes any more: the writer died (repair) or gave up (aborted).
+            repair_writer(q);
+            q->wlock.consistent();
+            q->wlock.unlock();
+          }
+          return true;
+        });
+  }
+  q->count.fetch_sub(1, std::memory_order_acq_rel);
+  q->r_active = 0;
+  publish_head(q, head);
+}
+
+ShmQueue::ShmQueue(std::shared_ptr<SharedMapping> mapping)
+    : mapping_(std::move(mapping)),
+      q_(static_cast<QueueShared*>(mapping_->data())),
+      ring_(static_cast<std::byte*>(mapping_->data()) + sizeof(QueueShared)) {}
+
+std::shared_ptr<ShmQueue> ShmQueue::create(std::uint64_t type_tag, std::string_view type_name, std::size_t maxsize,
+                                           std::size_t capacity, bool joinable) {
+  std::size_t cap = 4096;
+  while (cap < capacity) cap <<= 1;
+  auto mapping = SharedMapping::create(sizeof(QueueShared) + cap, "mp-queue");
+  auto* q = new (mapping->data()) QueueShared();
+  q->magic = kMagic;
+  q->version = kVersion;
+  q->type_tag = type_tag;
+  q->capacity = cap;
+  q->maxsize = maxsize;
+  q->joinable = joinable;
+  std::strncpy(q->type_name, std::string(type_name).c_str(), sizeof q->type_name - 1);
+  q->wlock.init();
+  q->rlock.init();
+  q->writer_cpu = -1;
+  q->reader_cpu = -1;
+  return std::shared_ptr<ShmQueue>(new ShmQueue(std::move(mapping)));
+}
+
+std::shared_ptr<ShmQueue> ShmQueue::attach(std::shared_ptr<SharedMapping> mapping, std::uint64_t type_tag,
+                                           std::string_view type_name) {
+  if (mapping->size() < sizeof(QueueShared)) throw SerializationError("this shared memory is not an mp queue");
+  auto* q = static_cast<QueueShared*>(mapping->data());
+  if (q->magic != kMagic || q->version != kVersion || mapping->size() != sizeof(QueueShared) + q->capacity) {
+    throw SerializationError("this shared memory is not an mp queue");
+  }
+  if (q->type_tag != type_tag) {
+    throw SerializationError("type mismatch: this queue holds " + std::string(q->type_name, strnlen(q->type_name, sizeof q->type_name)) +
+                             ", not " + std::string(type_name));
+  }
+  return std::shared_ptr<ShmQueue>(new ShmQueue(std::move(mapping)));
+}
+
+std::size_t ShmQueue::qsize() const noexcept {
+  auto n = q_->count.load(std::memory_order_acquire);
+  return n > 0 ? static_cast<std::size_t>(n) : 0;
+}
+
+std::size_t ShmQueue::maxsize() const noexcept { return q_->maxsize; }
+
+bool ShmQueue::full() const noexcept { return q_->maxsize && qsize() >= q_->maxsize; }
+
+bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline) {
+  QueueShared* q = q_;
+  const std::uint64_t cap = q->capacity;
+  if (!take_lock(q->wlock, deadline, false, [q] { repair_writer(q); })) return false;
+  Unlock unlock{q->wlock};
+  q->writer_cpu.store(current_cpu(), std::memory_order_relaxed);
+
+  // A reader that died in the middle of a streamed record stops the ring from draining:
+  // while waiting for room, look at the reader lock now and then.
+  bool dropped_by_dead_reader = false;
+  auto check_reader = [&] {
+    auto r = q->rlock.try_lock();
+    if (r == RobustMutex::Result::busy) return false;
+    if (r == RobustMutex::Result::owner_died) {
+      if (q->r_active && q->w_active && q->r_start == q->w_start) {
+        // It was reading our own record: the item went with it. Drop what is published.
+        publish_head(q, q->tail.load(std::memory_order_relaxed));
+        q->count.fetch_sub(1, std::memory_order_acq_rel);
+        q->r_active = 0;
+        q->w_active = 0;
+        dropped_by_dead_reader = true;
+      } else if (q->r_active) {
+        // An older record, fully published (its writer is done): skip it.
+        std::uint64_t resume = 0;
+        publish_head(q, is_aborted(q, q->r_start, &resume) ? std::max(resume, q->head.load()) : q->r_end);
+        q->count.fetch_sub(1, std::memory_order_acq_rel);
+        q->r_active = 0;
+      }
+      q->rlock.consistent();
+    }
+    q->rlock.unlock();
+    return true;
+  };
+
+  // Room for one more item (maxsize).
+  if (q->maxsize) {
+    auto has_room = [&] { return static_cast<std::uint64_t>(q->count.load(std::memory_order_acquire)) < q->maxsize; };
+    if (!wait_on(q->space_seq, q->writers_waiting, q->reader_cpu, deadline, has_room,
+                 [&] { check_reader(); return false; }))
+      return false;
+  }
+
+  const std::size_t rec = kHeaderBytes + round8(payload.size());
+  std::uint64_t tail = q->tail.load(std::memory_order_relaxed);
+  q->count.fetch_add(1, std::memory_order_acq_rel);
+  q->w_start = tail;
+  q->w_end = tail + rec;
+  q->w_active = 1;
+  const std::uint64_t length = payload.size();
+
+  if (rec <= cap) {
+    // Published at once, when all of it fits.
+    auto fits = [&] { return tail + rec - q->head.load(std::memory_order_acquire) <= cap; };
+    if (!wait_on(q->space_seq, q->writers_waiting, q->reader_cpu, deadline, fits,
+                 [&] { check_reader(); return false; })) {
+      q->count.fetch_sub(1, std::memory_order_acq_rel);
+      q->w_active = 0;
+      return false;
+    }
+    ring_write(ring_, cap, tail, reinterpret_cast<const std::byte*>(&length), kHeaderBytes);
+    ring_write(ring_, cap, tail + kHeaderBytes, payload.data(), payload.size());
+    q->w_active = 0;
+    if (q->joinable) q->unfinished.fetch_add(1, std::memory_order_acq_rel);
+    publish_tail(q, tail + rec);
+    return true;
+  }
+
+  // Streamed: header and payload go out as room frees up.
+  std::vector<std::byte> head_bytes(kHeaderBytes);
+  std::memcpy(head_bytes.data(), &length, kHeaderBytes);
+  std::size_t sent = 0;  // bytes of the record published so far
+  auto record_byte = [&](std::size_t i) -> const std::byte* {
+    return i < kHeaderBytes ? head_bytes.data() + i : payload.data() + (i - kHeaderBytes);
+  };
+  const std::size_t meaningful = kHeaderBytes + payload.size();
+  while (sent < rec) {
+    std::uint64_t room = cap - (tail - q->head.load(std::memory_order_acquire));
+    if (room == 0) {
+      auto has_room = [&] { return tail - q->head.load(std::memory_order_acquire) < cap; };
+      bool ok = wait_on(q->space_seq, q->writers_waiting, q->reader_cpu, deadline, has_room,
+                        [&] { return check_reader() && dropped_by_dead_reader; });
+      if (dropped_by_dead_reader) return true;  // the item went with the dead reader
+      if (!ok) {
+        // Gave up in the middle: the reader drops what was published.
+        if (sent == 0) {
+          q->count.fetch_sub(1, std::memory_order_acq_rel);
+          q->w_active = 0;
+        } else {
+          repair_writer(q);
+        }
+        return false;
+      }
+      continue;
+    }
+    std::size_t chunk = std::min<std::size_t>(room, rec - sent);
+    // Copy the chunk: the header, payload and padding parts it covers.
+    std::size_t done = 0;
+    while (done < chunk) {
+      const std::size_t i = sent + done;
+      std::size_t n;
+      if (i < kHeaderBytes) {
+        n = std::min(chunk - done, kHeaderBytes - i);
+        ring_write(ring_, cap, tail + done, record_byte(i), n);
+      } else if (i < meaningful) {
+        n = std::min(chunk - done, meaningful - i);
+        ring_write(ring_, cap, tail + done, record_byte(i), n);
+      } else {
+        n = chunk - done;  // padding: its bytes are never read
+      }
+      done += n;
+    }
+    tail += chunk;
+    sent += chunk;
+    if (sent == rec && q->joinable) q->unfinished.fetch_add(1, std::memory_order_acq_rel);
+    publish_tail(q, tail);
+  }
+  q->w_active = 0;
+  return true;
+}
+
+bool ShmQueue::get_impl(ConsumeFn fn, void* ctx, const Deadline& deadline, bool try_lock_only) {
+  QueueShared* q = q_;
+  const std::uint64_t cap = q->capacity;
+  if (!take_lock(q->rlock, deadline, try_lock_only, [q] { repair_reader(q); })) return false;
+  Unlock unlock{q->rlock};
+  q->reader_cpu.store(current_cpu(), std::memory_order_relaxed);
+
+  for (;;) {
+    std::uint64_t head = q->head.load(std::memory_order_relaxed);
+    auto has_header = [&] { return q->tail.load(std::memory_order_acquire) - head >= kHeaderBytes; };
+    if (try_lock_only && !has_header()) return false;
+    if (!wait_on(q->data_seq, q->readers_waiting, q->writer_cpu, deadline, has_header, [] { return false; }))
+      return false;
+
+    std::uint64_t length = 0;
+    ring_read(ring_, cap, head, reinterpret_cast<std::byte*>(&length), kHeaderBytes);
+    const std::size_t rec = kHeaderBytes + round8(static_cast<std::size_t>(length));
+    const std::uint64_t start = head;
+
+    if (rec <= cap) {
+      // Published whole: it is all there.
+      std::span<const std::byte> bytes;
+      const std::size_t at = (head + kHeaderBytes) & (cap - 1);
+      if (at + length <= cap) {
+        bytes = std::span<const std::byte>(ring_ + at, length);
+      } else {
+        scratch_.resize(length);
+        ring_read(ring_, cap, head + kHeaderBytes, scratch_.data(), length);
+        bytes = scratch_;
+      }
+      struct Take {
+        QueueShared* q;
+        std::uint64_t end;
+        ~Take() {
+          q->count.fetch_sub(1, std::memory_order_acq_rel);
+          publish_head(q, end);
+        }
+      } take{q, start + rec};
+      fn(ctx, bytes);
+      return true;
+    }
+
+    // Streamed: copy it out as it arrives, freeing room for the writer as we go.
+    q->r_start = start;
+    q->r_end = start + rec;
+    q->r_active = 1;
+    scratch_.resize(length);
+    std::size_t got = 0;  // payload bytes copied
+    head += kHeaderBytes;
+    publish_head(q, head);
+    bool aborted = false;
+    while (got < length) {
+      const std::uint64_t tail = q->tail.load(std::memory_order_acquire);
+      std::uint64_t resume = 0;
+      if (is_aborted(q, start, &resume)) {
+        head = resume;
+        aborted = true;
+        break;
+      }
+      if (tail > head) {
+        const std::size_t n = std::min<std::size_t>(tail - head, length - got);
+        ring_read(ring_, cap, head, scratch_.data() + got, n);
+        got += n;
+        head += n;
+        publish_head(q, head);
+        continue;
+      }
+      wait_on(
+          q->data_seq, q->readers_waiting, q->writer_cpu, std::nullopt,
+          [&] { return q->tail.load(std::memory_order_acquire) > head; },
+          [&] {
+            // The writer of this record is gone if nobody holds the writer lock (it gave
+            // up: the abort is recorded) or its holder died (repair it here).
+            if (q->wlock.try_lock() != RobustMutex::Result::busy) {
+              repair_writer(q);
+              q->wlock.consistent();
+              q->wlock.unlock();
+            }
+            return true;
+          });
+    }
+    if (!aborted) {
+      // Skip the padding, which is published with the rest.
+      const std::uint64_t end = start + rec;
+      wait_on(
+          q->data_seq, q->readers_waiting, q->writer_cpu, std::nullopt,
+          [&] { return q->tail.load(std::memory_order_acquire) >= end; }, [] { return true; });
+      head = end;
+    }
+    q->count.fetch_sub(1, std::memory_order_acq_rel);
+    q->r_active = 0;
+    publish_head(q, head);
+    if (aborted) continue;  // that item was dropped: take the next one
+    fn(ctx, scratch_);
+    return true;
+  }
+}
+
+void ShmQueue::task_done() {
+  auto before = q_->unfinished.fetch_sub(1, std::memory_order_acq_rel);
+  if (before <= 0) {
+    q_->unfinished.fetch_add(1, std::memory_order_acq_rel);
+    throw ValueError("task_done() called too many times");
+  }
+  if (before == 1) {
+    q_->unfinished_seq.fetch_add(1, std::memory_order_seq_cst);
+    if (q_->joiners_waiting.load(std::memory_order_seq_cst)) futex_wake(q_->unfinished_seq, INT_MAX);
+  }
+}
+
+bool ShmQueue::join(const Deadline& deadline) {
+  std::atomic<std::int32_t> no_cpu{-1};
+  return wait_on(
+      q_->unfinished_seq, q_->joiners_waiting, no_cpu, deadline,
+      [&] { return q_->unfinished.load(std::memory_order_acquire) <= 0; }, [] { return false; });
+}
+
+}  // namespace mp::detail

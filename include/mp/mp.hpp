@@ -17,3 +17,4 @@
 #include "mp/errors.hpp"
 #include "mp/os.hpp"
 #include "mp/process.hpp"
+#include "mp/queues.hpp"

@@ -161,7 +161,7 @@ class TargetImpl final : public Target {
   static std::unique_ptr<Target> load(InputArchive& ar) {
     if constexpr (callable_unshippable_reason<F>() == nullptr && args_serializable<Args>::value) {
       F f = load_callable(ar);
-      Args args{};
+      Args args = tuple_for_load<Args>::make();
       load_value(ar, args);
       return std::make_unique<TargetImpl>(std::move(f), std::move(args));
     } else {
@@ -178,7 +178,7 @@ class TargetImpl final : public Target {
     } else if constexpr (is_stateless_v<F>) {
       return F{};
     } else {
-      F f{};
+      F f = make_for_load<F>();
       load_value(ar, f);
       return f;
     }

@@ -96,6 +96,28 @@ inline constexpr bool serializable_v = bitwise_v<T> || cereal_serializable_v<T>;
 template <class T>
 concept Serializable = serializable_v<std::remove_cvref_t<T>>;
 
+/// Handles that own shared resources (a Queue) are not default-constructed before a
+/// load overwrites them (that would create a resource for nothing): they take this tag.
+struct for_load_t {};
+inline constexpr for_load_t for_load{};
+
+/// A T ready to be loaded into.
+template <class T>
+T make_for_load() {
+  if constexpr (std::is_constructible_v<T, for_load_t>) {
+    return T(for_load);
+  } else {
+    return T{};
+  }
+}
+
+template <class Tuple>
+struct tuple_for_load;
+template <class... Ts>
+struct tuple_for_load<std::tuple<Ts...>> {
+  static std::tuple<Ts...> make() { return std::tuple<Ts...>(make_for_load<Ts>()...); }
+};
+
 /// Appends the payload of `value` (no tag) to `ar`.
 template <class T>
 void save_value(OutputArchive& ar, const T& value) {
@@ -188,7 +210,7 @@ T decode(std::span<const std::byte> in, std::span<const int> fds = {}) {
     return value;
   } else {
     InputArchive ar(body, fds);
-    T value{};
+    T value = make_for_load<T>();
     load_value(ar, value);
     if (ar.remaining() != 0) {
       throw SerializationError("corrupt message: " + std::to_string(ar.remaining()) + " bytes left over after a " +

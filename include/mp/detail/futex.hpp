@@ -1,0 +1,60 @@
+// mp/detail/futex.hpp — waiting on a 32-bit word in shared memory (Linux futex), and the
+// spin-then-sleep policy of mp's shared-memory objects.
+//
+// futex_wait sleeps only while the word still holds `expected`, so a wake-up between
+// the caller's check and the sleep is never lost. Words live in MAP_SHARED memory, so
+// the process-shared (non-PRIVATE) futex operations are used.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+
+namespace mp::detail {
+
+using Deadline = std::optional<std::chrono::steady_clock::time_point>;
+
+inline Deadline deadline_after(std::optional<std::chrono::nanoseconds> timeout) {
+  if (!timeout) return std::nullopt;
+  return std::chrono::steady_clock::now() + *timeout;
+}
+
+/// Sleeps while `*word == expected`, until woken or `deadline`. Returns false once the
+/// deadline has passed (true otherwise: woken, value changed, or interrupted — the
+/// caller re-checks its condition). `max_slice` bounds one sleep (for callers that must
+/// look around periodically).
+bool futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, const Deadline& deadline,
+                std::optional<std::chrono::nanoseconds> max_slice = std::nullopt);
+
+/// Wakes up to `n` sleepers on `word`.
+void futex_wake(std::atomic<std::uint32_t>& word, int n = 1);
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+/// The CPU the caller runs on (cheap: the kernel keeps it in rseq/vDSO).
+int current_cpu() noexcept;
+
+/// Spins until `ready()` or the spin budget runs out; returns ready(). The budget is
+/// spent only while `peer_cpu` (the CPU the other side last ran on) differs from the
+/// caller's: on the same CPU, spinning only keeps the peer from running, so the caller
+/// gives up at once and sleeps.
+template <class Ready>
+bool spin_until(Ready&& ready, int peer_cpu) {
+  constexpr int kSpins = 4000;  // ~20-60 us of `pause`: longer than a cross-CPU wake-up
+  if (ready()) return true;
+  if (peer_cpu < 0 || peer_cpu == current_cpu()) return false;
+  for (int i = 0; i < kSpins; ++i) {
+    cpu_relax();
+    if (ready()) return true;
+  }
+  return false;
+}
+
+}  // namespace mp::detail

@@ -1,0 +1,104 @@
+// mp/detail/shm_queue.hpp — the untyped core of mp's queues: a byte ring in shared
+// memory between any number of producer and consumer processes.
+//
+// Design. A memfd mapping holds a header and a ring of bytes. Producers take the robust
+// writer lock and append one record ([u64 length][payload][padding to 8]); consumers
+// take the robust reader lock and take one record. Between the two lock holders the
+// ring is single-producer single-consumer: `tail` (bytes published) is written only by
+// the writer, `head` (bytes consumed) only by the reader, each with release/acquire, so
+// the data path has no other atomic read-modify-write. (Python's Queue has the same two
+// locks around a pipe, plus a feeder thread mp does not need: put() writes into the ring
+// itself, so an item is in the queue when put() returns, and a bad item fails there.)
+//
+// A record no larger than the ring is published at once, when there is room for all of
+// it. A larger one streams: the writer publishes what fits, the reader copies it out and
+// frees the room, and so on — items have no size limit, and since each side holds its
+// own lock, the streaming writer and reader can never wait on each other in a cycle.
+//
+// Waiting: a side that must wait spins while the other side last ran on another CPU
+// (a cross-CPU futex wake-up costs tens of microseconds in a VM) and sleeps on a futex at
+// once when it runs on the same CPU (spinning would only keep the peer off the CPU).
+// Wakers make the futex call only when somebody sleeps.
+//
+// Death of a process in the middle (SIGKILL), and what becomes of the item in flight:
+//  - a producer dies before publishing anything of its item: the item is lost with the
+//    producer, nothing else is affected;
+//  - a producer dies (or its put() times out) in the middle of a streamed item: the item
+//    is dropped; consumers skip its published part and go on with the next item;
+//  - a consumer dies before it took an item out of the ring: another consumer gets it;
+//  - a consumer dies in the middle of a streamed item: that item is lost with it, the
+//    next consumer skips the rest of it.
+// The next process to take the dead one's lock repairs the state (robust mutexes tell it
+// the holder died); a waiter on the other side looks at the dead side's lock every
+// 50 ms, so it never waits for ever on a process that is gone.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "mp/detail/futex.hpp"
+#include "mp/detail/shared_mapping.hpp"
+
+namespace mp::detail {
+
+struct QueueShared;
+
+class ShmQueue {
+ public:
+  /// A new queue for items of the type tagged `type_tag` (named `type_name`, for
+  /// errors). maxsize: items (0 = no limit); capacity: ring bytes (rounded up to a power
+  /// of two); joinable: put() counts a task for task_done()/join().
+  static std::shared_ptr<ShmQueue> create(std::uint64_t type_tag, std::string_view type_name, std::size_t maxsize,
+                                          std::size_t capacity, bool joinable);
+  /// Attaches to a queue found in `mapping`. Throws mp::SerializationError if it is not a
+  /// queue of the expected type.
+  static std::shared_ptr<ShmQueue> attach(std::shared_ptr<SharedMapping> mapping, std::uint64_t type_tag,
+                                          std::string_view type_name);
+
+  /// Appends one item. Blocks while the queue is full (maxsize) or the ring has no room,
+  /// until `deadline`; returns false on timeout (nothing was added). Process-safe.
+  bool put(std::span<const std::byte> payload, const Deadline& deadline);
+
+  /// Takes one item and hands its bytes to `consume` (called once, with the lock held;
+  /// the bytes may live in the ring and are valid only during the call). Blocks while
+  /// the queue is empty, until `deadline`; returns false on timeout. If `consume` throws,
+  /// the item is still taken and the exception propagates. `try_lock_only`: give up at
+  /// once if another consumer holds the reader lock (get_nowait). Process-safe.
+  template <class Consume>
+  bool get(Consume&& consume, const Deadline& deadline, bool try_lock_only = false) {
+    return get_impl(
+        [](void* ctx, std::span<const std::byte> bytes) { (*static_cast<std::remove_reference_t<Consume>*>(ctx))(bytes); },
+        &consume, deadline, try_lock_only);
+  }
+
+  /// Items in the queue (approximate while others put and get, as in Python).
+  std::size_t qsize() const noexcept;
+  std::size_t maxsize() const noexcept;
+  bool empty() const noexcept { return qsize() == 0; }
+  bool full() const noexcept;
+
+  /// JoinableQueue: every put counts a task; task_done() marks one finished (throws
+  /// mp::ValueError if called more times than items were put); join() waits until all
+  /// are (false on timeout).
+  void task_done();
+  bool join(const Deadline& deadline);
+
+  SharedMapping& mapping() const noexcept { return *mapping_; }
+
+ private:
+  using ConsumeFn = void (*)(void*, std::span<const std::byte>);
+  explicit ShmQueue(std::shared_ptr<SharedMapping> mapping);
+  bool get_impl(ConsumeFn fn, void* ctx, const Deadline& deadline, bool try_lock_only);
+
+  std::shared_ptr<SharedMapping> mapping_;
+  QueueShared* q_;
+  std::byte* ring_;
+  std::vector<std::byte> scratch_;  // an item that wraps around the ring's end
+};
+
+}  // namespace mp::detail

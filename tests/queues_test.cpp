@@ -1,0 +1,377 @@
+// tests/queues_test.cpp — Queue, SimpleQueue, JoinableQueue: the API, every start
+// method, items larger than the ring, MPMC stress with exactly-once checks, and
+// processes SIGKILLed in the middle of put and get.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <mp/mp.hpp>
+#include <numeric>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "test_util.hpp"
+
+using namespace std::chrono_literals;
+using mp_test::StartMethodTest;
+
+namespace {
+
+std::set<std::string> dev_shm() {
+  std::set<std::string> names;
+  if (DIR* d = opendir("/dev/shm")) {
+    while (dirent* e = readdir(d)) names.insert(e->d_name);
+    closedir(d);
+  }
+  return names;
+}
+
+struct Unserializable {
+  int x = 0;
+  template <class A>
+  void save(A&) const {
+    throw std::runtime_error("this item refuses to be serialized");
+  }
+  template <class A>
+  void load(A&) {}
+};
+
+// A big item whose content can be checked: `n` bytes of a pattern seeded by `id`.
+std::string pattern(int id, std::size_t n) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (id * 7 + static_cast<int>(i)) % 26);
+  return s;
+}
+bool intact(const std::pair<int, std::string>& item) { return item.second == pattern(item.first, item.second.size()); }
+
+void put_range(mp::Queue<int> q, int from, int to) {
+  for (int i = from; i < to; ++i) q.put(i);
+}
+
+void produce_tagged(mp::Queue<std::pair<int, int>> q, int producer, int n) {
+  for (int i = 0; i < n; ++i) q.put({producer, i});
+}
+
+// Takes items until it gets {-1, -1}; reports what it took.
+void consume_tagged(mp::Queue<std::pair<int, int>> q, mp::Queue<std::vector<std::pair<int, int>>> report) {
+  std::vector<std::pair<int, int>> got;
+  for (;;) {
+    auto item = q.get();
+    if (item.first < 0) break;
+    got.push_back(item);
+  }
+  report.put(got);
+}
+
+void child_to_child_producer(mp::Queue<std::string> q) { q.put("Data from producer"); }
+void child_to_child_consumer(mp::Queue<std::string> q, mp::Queue<std::string> out) {
+  out.put("Consumer got: " + q.get());
+}
+
+void put_big_forever(mp::Queue<std::pair<int, std::string>> q, std::size_t size) {
+  for (int id = 0;; ++id) q.put({id, pattern(id, size)});
+}
+
+void get_slowly_forever(mp::Queue<std::pair<int, std::string>> q) {
+  for (;;) {
+    auto item = q.get();
+    if (!intact(item)) std::_Exit(3);
+  }
+}
+
+void joinable_worker(mp::JoinableQueue<int> jq, mp::Queue<int> results) {
+  for (;;) {
+    int x = jq.get();
+    if (x < 0) {
+      jq.task_done();
+      return;
+    }
+    results.put(x * x);
+    jq.task_done();
+  }
+}
+
+}  // namespace
+
+TEST(Queue, PutThenGetKeepsOrder) {
+  mp::Queue<int> q;
+  for (int i = 0; i < 1000; ++i) q.put(i);
+  EXPECT_EQ(q.qsize(), 1000u);
+  EXPECT_FALSE(q.empty());
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(q.get(), i);
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(Queue, CopiesOfAHandleReachTheSameQueue) {
+  mp::Queue<std::string> q;
+  auto copy = q;
+  copy.put("shared");
+  EXPECT_EQ(q.get(), "shared");
+}
+
+TEST(Queue, GetTimesOutWithEmpty) {
+  mp::Queue<int> q;
+  EXPECT_THROW(q.get_nowait(), mp::Empty);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW(q.get(50ms), mp::Empty);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 50ms);
+}
+
+TEST(Queue, MaxsizeMakesPutWaitAndRaiseFull) {
+  mp::Queue<int> q(2);
+  q.put(1);
+  q.put_nowait(2);
+  EXPECT_TRUE(q.full());
+  EXPECT_THROW(q.put_nowait(3), mp::Full);
+  EXPECT_THROW(q.put(3, 30ms), mp::Full);
+  EXPECT_EQ(q.get(), 1);
+  q.put_nowait(3);
+  EXPECT_EQ(q.get(), 2);
+  EXPECT_EQ(q.get(), 3);
+}
+
+TEST(Queue, ABadItemRaisesInPutAndLeavesTheQueueAlone) {
+  mp::Queue<std::vector<Unserializable>> q;
+  q.put({});
+  EXPECT_THROW(q.put(std::vector<Unserializable>(1)), std::runtime_error);
+  q.put({});
+  EXPECT_EQ(q.qsize(), 2u);
+  EXPECT_TRUE(q.get().empty());
+  EXPECT_TRUE(q.get().empty());
+}
+
+TEST(Queue, AClosedHandleRefusesToPut) {
+  mp::Queue<int> q;
+  auto other = q;
+  q.close();
+  EXPECT_THROW(q.put(1), mp::ValueError);
+  other.put(1);  // other handles are not affected
+  EXPECT_EQ(other.get(), 1);
+  q.join_thread();
+  q.cancel_join_thread();
+}
+
+TEST(Queue, ItemsLargerThanTheRingStreamThrough) {
+  mp::Queue<std::pair<int, std::string>> q(mp::QueueOptions{.capacity_bytes = 4096});
+  std::thread producer([q]() mutable {
+    for (int id = 0; id < 20; ++id) q.put({id, pattern(id, 100'000 + static_cast<std::size_t>(id))});
+  });
+  for (int id = 0; id < 20; ++id) {
+    auto item = q.get();
+    EXPECT_EQ(item.first, id);
+    EXPECT_EQ(item.second.size(), 100'000u + static_cast<std::size_t>(id));
+    EXPECT_TRUE(intact(item));
+  }
+  producer.join();
+}
+
+TEST(Queue, SmallAndLargeItemsInterleave) {
+  mp::Queue<std::string> q(mp::QueueOptions{.capacity_bytes = 8192});
+  std::thread producer([q]() mutable {
+    for (int i = 0; i < 200; ++i) q.put(i % 10 == 0 ? std::string(50'000, 'x') : std::to_string(i));
+  });
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(q.get(), i % 10 == 0 ? std::string(50'000, 'x') : std::to_string(i));
+  producer.join();
+}
+
+TEST(Queue, ThreadsAsManyProducersAndConsumers) {
+  mp::Queue<std::pair<int, int>> q(mp::QueueOptions{.maxsize = 100, .capacity_bytes = 4096});
+  constexpr int kProducers = 3, kPer = 5000;
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p)
+    producers.emplace_back([q, p]() mutable {
+      for (int i = 0; i < kPer; ++i) q.put({p, i});
+    });
+  std::vector<std::vector<std::pair<int, int>>> got(2);
+  std::vector<std::thread> consumers;
+  for (int c = 0; c < 2; ++c)
+    consumers.emplace_back([q, &got, c]() mutable {
+      for (;;) {
+        auto item = q.get();
+        if (item.first < 0) return;
+        got[static_cast<std::size_t>(c)].push_back(item);
+      }
+    });
+  for (auto& t : producers) t.join();
+  q.put({-1, 0});
+  q.put({-1, 0});
+  for (auto& t : consumers) t.join();
+  std::vector<std::pair<int, int>> all;
+  for (auto& g : got) all.insert(all.end(), g.begin(), g.end());
+  std::sort(all.begin(), all.end());
+  ASSERT_EQ(all.size(), static_cast<std::size_t>(kProducers * kPer));
+  for (int p = 0; p < kProducers; ++p)
+    for (int i = 0; i < kPer; ++i) EXPECT_EQ(all[static_cast<std::size_t>(p * kPer + i)], std::make_pair(p, i));
+}
+
+TEST(JoinableQueue, TaskDoneAndJoin) {
+  mp::JoinableQueue<int> jq;
+  jq.put(1);
+  jq.put(2);
+  EXPECT_FALSE(jq.join(20ms));
+  jq.get();
+  jq.task_done();
+  EXPECT_FALSE(jq.join(20ms));
+  jq.get();
+  jq.task_done();
+  EXPECT_TRUE(jq.join(1s));
+  EXPECT_THROW(jq.task_done(), mp::ValueError);
+}
+
+TEST(SimpleQueue, PutGetEmpty) {
+  mp::SimpleQueue<std::string> q;
+  EXPECT_TRUE(q.empty());
+  q.put("x");
+  EXPECT_FALSE(q.empty());
+  EXPECT_EQ(q.get(), "x");
+}
+
+// ---- across processes ---------------------------------------------------------------
+
+class QueueProcessTest : public StartMethodTest {
+ protected:
+  void SetUp() override { shm_before_ = dev_shm(); }
+  void TearDown() override {
+    StartMethodTest::TearDown();
+    EXPECT_EQ(dev_shm(), shm_before_) << "a queue left something in /dev/shm";
+  }
+  std::set<std::string> shm_before_;
+};
+MP_INSTANTIATE_FOR_START_METHODS(QueueProcessTest);
+
+TEST_P(QueueProcessTest, AChildPutsAndTheParentGets) {
+  mp::Queue<int> q(10);
+  auto p = ctx().Process(put_range, q, 0, 1000);
+  p.start();
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(q.get(5s), i);
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_P(QueueProcessTest, ItemsPutBeforeAProducerExitsAreAllDelivered) {
+  mp::Queue<int> q;
+  auto p = ctx().Process(put_range, q, 0, 5000);
+  p.start();
+  p.join();  // joined before anything is read: nothing may be lost
+  EXPECT_EQ(q.qsize(), 5000u);
+  for (int i = 0; i < 5000; ++i) ASSERT_EQ(q.get_nowait(), i);
+}
+
+TEST_P(QueueProcessTest, ChildToChild) {
+  mp::Queue<std::string> q, out;
+  auto producer = ctx().Process(child_to_child_producer, q);
+  auto consumer = ctx().Process(child_to_child_consumer, q, out);
+  producer.start();
+  consumer.start();
+  EXPECT_EQ(out.get(10s), "Consumer got: Data from producer");
+  producer.join();
+  consumer.join();
+}
+
+TEST_P(QueueProcessTest, ManyProducersAndConsumersDeliverEachItemExactlyOnce) {
+  constexpr int kProducers = 3, kConsumers = 2, kPer = 4000;
+  mp::Queue<std::pair<int, int>> q(mp::QueueOptions{.maxsize = 256, .capacity_bytes = 8192});
+  mp::Queue<std::vector<std::pair<int, int>>> reports;
+  std::vector<mp::Process> ps;
+  for (int c = 0; c < kConsumers; ++c) ps.push_back(ctx().Process(consume_tagged, q, reports));
+  for (int p = 0; p < kProducers; ++p) ps.push_back(ctx().Process(produce_tagged, q, p, kPer));
+  for (auto& p : ps) p.start();
+  for (int p = kConsumers; p < kConsumers + kProducers; ++p) ps[static_cast<std::size_t>(p)].join();
+  for (int c = 0; c < kConsumers; ++c) q.put({-1, -1});
+  std::vector<std::pair<int, int>> all;
+  for (int c = 0; c < kConsumers; ++c) {
+    auto r = reports.get(30s);
+    all.insert(all.end(), r.begin(), r.end());
+  }
+  for (auto& p : ps) p.join();
+  std::sort(all.begin(), all.end());
+  ASSERT_EQ(all.size(), static_cast<std::size_t>(kProducers * kPer));
+  for (int p = 0; p < kProducers; ++p)
+    for (int i = 0; i < kPer; ++i) ASSERT_EQ(all[static_cast<std::size_t>(p * kPer + i)], std::make_pair(p, i));
+}
+
+TEST_P(QueueProcessTest, JoinableQueueAcrossProcesses) {
+  mp::JoinableQueue<int> jq;
+  mp::Queue<int> results;
+  auto p = ctx().Process(joinable_worker, jq, results);
+  p.start();
+  for (int i = 1; i <= 10; ++i) jq.put(i);
+  jq.put(-1);
+  EXPECT_TRUE(jq.join(10s));
+  int sum = 0;
+  for (int i = 0; i < 10; ++i) sum += results.get(5s);
+  EXPECT_EQ(sum, 385);
+  p.join();
+}
+
+// A producer SIGKILLed at a random point while streaming items larger than the ring:
+// the consumer gets only whole items, never hangs, and the queue keeps working.
+TEST_P(QueueProcessTest, AProducerKilledMidPutDoesNotWedgeTheQueue) {
+  for (int round = 0; round < 3; ++round) {
+    mp::Queue<std::pair<int, std::string>> q(mp::QueueOptions{.capacity_bytes = 16384});
+    auto p = ctx().Process(put_big_forever, q, std::size_t{100'000});
+    p.start();
+    int taken = 0;
+    for (int i = 0; i < 3; ++i) {
+      auto item = q.get(10s);
+      ASSERT_TRUE(intact(item));
+      ++taken;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(300 * round));
+    p.kill();
+    p.join();
+    try {
+      for (;;) {
+        auto item = q.get(500ms);
+        EXPECT_TRUE(intact(item)) << "a torn item came out of the queue";
+      }
+    } catch (const mp::Empty&) {
+    }
+    q.put({7, pattern(7, 5000)});  // fits the ring: no consumer runs meanwhile
+    auto after = q.get(5s);
+    EXPECT_EQ(after.first, 7);
+    EXPECT_TRUE(intact(after));
+  }
+}
+
+// A consumer SIGKILLed while taking a streamed item (its producer is stopped in the
+// middle of that item, so the consumer is caught mid-get): the producer is not blocked,
+// and the next consumer gets whole items.
+TEST_P(QueueProcessTest, AConsumerKilledMidGetDoesNotWedgeTheQueue) {
+  mp::Queue<std::pair<int, std::string>> q(mp::QueueOptions{.capacity_bytes = 16384});
+  auto consumer = ctx().Process(get_slowly_forever, q);
+  auto producer = ctx().Process(put_big_forever, q, std::size_t{100'000});
+  consumer.start();
+  producer.start();
+  std::this_thread::sleep_for(100ms);
+  ::kill(*producer.pid(), SIGSTOP);
+  std::this_thread::sleep_for(50ms);
+  consumer.kill();
+  consumer.join();
+  EXPECT_EQ(consumer.exitcode(), -SIGKILL) << "the consumer saw a torn item (exit 3)";
+  ::kill(*producer.pid(), SIGCONT);
+  int last = -1;
+  for (int i = 0; i < 5; ++i) {
+    auto item = q.get(10s);
+    EXPECT_TRUE(intact(item));
+    EXPECT_GT(item.first, last);
+    last = item.first;
+  }
+  producer.kill();
+  producer.join();
+}
+
+TEST(Queue, TravelsOverAConnection) {
+  auto [a, b] = mp::Pipe();
+  mp::Queue<std::string> q;
+  a.send(q);
+  auto q2 = b.recv<mp::Queue<std::string>>();
+  q2.put("through the socket");
+  EXPECT_EQ(q.get(1s), "through the socket");
+  a.send(q);
+  EXPECT_THROW(b.recv<mp::Queue<int>>(), mp::SerializationError) << "a queue of another type is refused";
+}
