@@ -42,31 +42,33 @@ struct alignas(64) QueueShared {
   std::uint64_t maxsize;
   std::uint32_t joinable;  // put() counts a task (JoinableQueue)
   char type_name[96];
-  RobustMutex wlock;
-  RobustMutex rlock;
 
-  // The writer's line.
-  alignas(64) std::atomic<std::uint64_t> tail;
-  std::atomic<std::uint32_t> data_seq;         // bumped after each publish
-  std::atomic<std::uint32_t> readers_waiting;  // sleepers on data_seq
-  std::atomic<std::int32_t> writer_cpu;
+  // The writer's lines: its lock, then what the reader watches.
+  alignas(64) RobustMutex wlock;
+  alignas(64) std::atomic<std::uint64_t> tail;  // the reader spins on this line: only tail
+  std::atomic<std::uint64_t> puts;               // and puts are written on it
+  // Touched only when a reader sleeps (so not on the line the reader spins on).
+  alignas(64) std::atomic<std::uint32_t> data_seq;  // bumped when a sleeping reader must wake
+  std::atomic<std::uint32_t> readers_waiting;       // sleepers on data_seq
+  std::atomic<std::int32_t> writer_cpu;             // written when it changes
   // The writer's item in progress (guarded by wlock; read by whoever repairs it).
   std::uint64_t w_start;
   std::uint64_t w_end;
   std::uint32_t w_active;
 
-  // The reader's line.
+  // The reader's lines.
+  alignas(64) RobustMutex rlock;
   alignas(64) std::atomic<std::uint64_t> head;
-  std::atomic<std::uint32_t> space_seq;        // bumped after each take
-  std::atomic<std::uint32_t> writers_waiting;  // sleepers on space_seq
-  std::atomic<std::int32_t> reader_cpu;
+  std::atomic<std::uint64_t> gets;                   // items taken (or dropped)
+  alignas(64) std::atomic<std::uint32_t> space_seq;  // bumped when a sleeping writer must wake
+  std::atomic<std::uint32_t> writers_waiting;        // sleepers on space_seq
+  std::atomic<std::int32_t> reader_cpu;              // written when it changes
   // The reader's streamed item in progress (guarded by rlock).
   std::uint64_t r_start;
   std::uint64_t r_end;
   std::uint32_t r_active;
 
-  alignas(64) std::atomic<std::int64_t> count;       // items put and not yet taken
-  std::atomic<std::int64_t> unfinished;              // JoinableQueue tasks
+  alignas(64) std::atomic<std::int64_t> unfinished;              // JoinableQueue tasks
   std::atomic<std::uint32_t> unfinished_seq;
   std::atomic<std::uint32_t> joiners_waiting;
 
@@ -93,33 +95,56 @@ void ring_read(const std::byte* ring, std::uint64_t cap, std::uint64_t pos, std:
   if (n > first) std::memcpy(dst + first, ring, n - first);
 }
 
+// ---- item counts: `puts` is written only by the writer-lock holder, `gets` only by the
+// reader-lock holder, so neither needs a read-modify-write; qsize() = puts - gets.
+
+void add_puts(QueueShared* q, std::int64_t d) {
+  q->puts.store(q->puts.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(d), std::memory_order_release);
+}
+void add_gets(QueueShared* q, std::int64_t d) {
+  q->gets.store(q->gets.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(d), std::memory_order_release);
+}
+
 // ---- waking and waiting -------------------------------------------------------------
 
+// Publishing is one store; the sequence word is bumped and the futex called only when
+// somebody sleeps. (The fence pairs with the sleeper's: either the sleeper sees the new
+// position before it sleeps, or the waker sees the sleeper.)
 void publish_tail(QueueShared* q, std::uint64_t tail) {
-  q->tail.store(tail, std::memory_order_release);
-  q->data_seq.fetch_add(1, std::memory_order_seq_cst);
-  if (q->readers_waiting.load(std::memory_order_seq_cst)) futex_wake(q->data_seq, INT_MAX);
+  q->tail.store(tail, std::memory_order_seq_cst);
+  if (q->readers_waiting.load(std::memory_order_seq_cst)) {
+    q->data_seq.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake(q->data_seq, INT_MAX);
+  }
 }
 
 void publish_head(QueueShared* q, std::uint64_t head) {
-  q->head.store(head, std::memory_order_release);
-  q->space_seq.fetch_add(1, std::memory_order_seq_cst);
-  if (q->writers_waiting.load(std::memory_order_seq_cst)) futex_wake(q->space_seq, INT_MAX);
+  q->head.store(head, std::memory_order_seq_cst);
+  if (q->writers_waiting.load(std::memory_order_seq_cst)) {
+    q->space_seq.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake(q->space_seq, INT_MAX);
+  }
+}
+
+void note_cpu(std::atomic<std::int32_t>& where) {
+  const int cpu = current_cpu();
+  if (where.load(std::memory_order_relaxed) != cpu) where.store(cpu, std::memory_order_relaxed);
 }
 
 // Waits until ready() or the deadline (false). Spins first when `peer_cpu` is another
 // CPU, then sleeps on `seq` in slices of at most `slice`, calling look_around() after each
 // (it may repair state after a death; returns true to stop waiting early).
+// `slices`: sleep at most kLookAround at a time (for waits that must notice a dead peer);
+// otherwise sleep until woken or the deadline (no timer armed when there is none).
 template <class Ready, class LookAround>
 bool wait_on(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& waiting, const std::atomic<std::int32_t>& peer_cpu,
-             const Deadline& deadline, Ready&& ready, LookAround&& look_around) {
+             const Deadline& deadline, Ready&& ready, LookAround&& look_around, bool slices = true) {
   if (spin_until(ready, peer_cpu.load(std::memory_order_relaxed))) return true;
   for (;;) {
-    const std::uint32_t s = seq.load(std::memory_order_seq_cst);
-    if (ready()) return true;
     waiting.fetch_add(1, std::memory_order_seq_cst);
+    const std::uint32_t s = seq.load(std::memory_order_seq_cst);
     bool in_time = true;
-    if (!ready()) in_time = futex_wait(seq, s, deadline, kLookAround);
+    if (!ready()) in_time = futex_wait(seq, s, deadline, slices ? std::optional(std::chrono::nanoseconds(kLookAround)) : std::nullopt);
     waiting.fetch_sub(1, std::memory_order_seq_cst);
     if (ready()) return true;
     if (look_around()) return true;
@@ -154,9 +179,7 @@ void repair_writer(QueueShared* q) {
   if (!q->w_active) return;
   const std::uint64_t tail = q->tail.load(std::memory_order_acquire);
   if (tail == q->w_start) {
-    q->count.fetch_sub(1, std::memory_order_acq_rel);  // nothing of it was published
-    q->space_seq.fetch_add(1, std::memory_order_seq_cst);
-    futex_wake(q->space_seq, INT_MAX);
+    add_puts(q, -1);  // nothing of it was published
   } else {
     record_abort(q, q->w_start, tail);  // the reader drops it and counts it out
   }
@@ -228,7 +251,7 @@ static void repair_reader(QueueShared* q) {
           return true;
         });
   }
-  q->count.fetch_sub(1, std::memory_order_acq_rel);
+  add_gets(q, 1);
   q->r_active = 0;
   publish_head(q, head);
 }
@@ -273,8 +296,9 @@ std::shared_ptr<ShmQueue> ShmQueue::attach(std::shared_ptr<SharedMapping> mappin
 }
 
 std::size_t ShmQueue::qsize() const noexcept {
-  auto n = q_->count.load(std::memory_order_acquire);
-  return n > 0 ? static_cast<std::size_t>(n) : 0;
+  const std::uint64_t gets = q_->gets.load(std::memory_order_acquire);
+  const std::uint64_t puts = q_->puts.load(std::memory_order_acquire);
+  return puts > gets ? static_cast<std::size_t>(puts - gets) : 0;
 }
 
 std::size_t ShmQueue::maxsize() const noexcept { return q_->maxsize; }
@@ -286,7 +310,7 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
   const std::uint64_t cap = q->capacity;
   if (!take_lock(q->wlock, deadline, false, [q] { repair_writer(q); })) return false;
   Unlock unlock{q->wlock};
-  q->writer_cpu.store(current_cpu(), std::memory_order_relaxed);
+  note_cpu(q->writer_cpu);
 
   // A reader that died in the middle of a streamed record stops the ring from draining:
   // while waiting for room, look at the reader lock now and then.
@@ -298,7 +322,7 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
       if (q->r_active && q->w_active && q->r_start == q->w_start) {
         // It was reading our own record: the item went with it. Drop what is published.
         publish_head(q, q->tail.load(std::memory_order_relaxed));
-        q->count.fetch_sub(1, std::memory_order_acq_rel);
+        add_gets(q, 1);
         q->r_active = 0;
         q->w_active = 0;
         dropped_by_dead_reader = true;
@@ -306,7 +330,7 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
         // An older record, fully published (its writer is done): skip it.
         std::uint64_t resume = 0;
         publish_head(q, is_aborted(q, q->r_start, &resume) ? std::max(resume, q->head.load()) : q->r_end);
-        q->count.fetch_sub(1, std::memory_order_acq_rel);
+        add_gets(q, 1);
         q->r_active = 0;
       }
       q->rlock.consistent();
@@ -317,7 +341,8 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
 
   // Room for one more item (maxsize).
   if (q->maxsize) {
-    auto has_room = [&] { return static_cast<std::uint64_t>(q->count.load(std::memory_order_acquire)) < q->maxsize; };
+    const std::uint64_t puts = q->puts.load(std::memory_order_relaxed);
+    auto has_room = [&] { return puts - q->gets.load(std::memory_order_acquire) < q->maxsize; };
     if (!wait_on(q->space_seq, q->writers_waiting, q->reader_cpu, deadline, has_room,
                  [&] { check_reader(); return false; }))
       return false;
@@ -325,7 +350,7 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
 
   const std::size_t rec = kHeaderBytes + round8(payload.size());
   std::uint64_t tail = q->tail.load(std::memory_order_relaxed);
-  q->count.fetch_add(1, std::memory_order_acq_rel);
+  add_puts(q, 1);
   q->w_start = tail;
   q->w_end = tail + rec;
   q->w_active = 1;
@@ -333,10 +358,15 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
 
   if (rec <= cap) {
     // Published at once, when all of it fits.
-    auto fits = [&] { return tail + rec - q->head.load(std::memory_order_acquire) <= cap; };
+    // The head seen last time is a safe under-estimate: reload it only when short of room.
+    auto fits = [&] {
+      if (tail + rec - head_cache_ <= cap) return true;
+      head_cache_ = q->head.load(std::memory_order_acquire);
+      return tail + rec - head_cache_ <= cap;
+    };
     if (!wait_on(q->space_seq, q->writers_waiting, q->reader_cpu, deadline, fits,
                  [&] { check_reader(); return false; })) {
-      q->count.fetch_sub(1, std::memory_order_acq_rel);
+      add_puts(q, -1);
       q->w_active = 0;
       return false;
     }
@@ -366,7 +396,7 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
       if (!ok) {
         // Gave up in the middle: the reader drops what was published.
         if (sent == 0) {
-          q->count.fetch_sub(1, std::memory_order_acq_rel);
+          add_puts(q, -1);
           q->w_active = 0;
         } else {
           repair_writer(q);
@@ -406,13 +436,19 @@ bool ShmQueue::get_impl(ConsumeFn fn, void* ctx, const Deadline& deadline, bool 
   const std::uint64_t cap = q->capacity;
   if (!take_lock(q->rlock, deadline, try_lock_only, [q] { repair_reader(q); })) return false;
   Unlock unlock{q->rlock};
-  q->reader_cpu.store(current_cpu(), std::memory_order_relaxed);
+  note_cpu(q->reader_cpu);
 
   for (;;) {
     std::uint64_t head = q->head.load(std::memory_order_relaxed);
-    auto has_header = [&] { return q->tail.load(std::memory_order_acquire) - head >= kHeaderBytes; };
+    // The tail seen last time (by this handle) is a safe under-estimate once it is past
+    // the head; reload it only when it shows too little.
+    auto has_header = [&] {
+      if (tail_cache_ >= head + kHeaderBytes) return true;
+      tail_cache_ = q->tail.load(std::memory_order_acquire);
+      return tail_cache_ >= head + kHeaderBytes;
+    };
     if (try_lock_only && !has_header()) return false;
-    if (!wait_on(q->data_seq, q->readers_waiting, q->writer_cpu, deadline, has_header, [] { return false; }))
+    if (!wait_on(q->data_seq, q->readers_waiting, q->writer_cpu, deadline, has_header, [] { return false; }, false))
       return false;
 
     std::uint64_t length = 0;
@@ -435,7 +471,7 @@ bool ShmQueue::get_impl(ConsumeFn fn, void* ctx, const Deadline& deadline, bool 
         QueueShared* q;
         std::uint64_t end;
         ~Take() {
-          q->count.fetch_sub(1, std::memory_order_acq_rel);
+          add_gets(q, 1);
           publish_head(q, end);
         }
       } take{q, start + rec};
@@ -490,7 +526,7 @@ bool ShmQueue::get_impl(ConsumeFn fn, void* ctx, const Deadline& deadline, bool 
           [&] { return q->tail.load(std::memory_order_acquire) >= end; }, [] { return true; });
       head = end;
     }
-    q->count.fetch_sub(1, std::memory_order_acq_rel);
+    add_gets(q, 1);
     q->r_active = 0;
     publish_head(q, head);
     if (aborted) continue;  // that item was dropped: take the next one

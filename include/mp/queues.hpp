@@ -36,6 +36,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstring>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -119,6 +120,12 @@ class QueueBase {
  private:
   void put_impl(const T& item, std::optional<std::chrono::nanoseconds> timeout, const char* what) {
     if (closed_) throw ValueError(std::string("Queue.") + what + ": this handle is closed");
+    if constexpr (bitwise_v<T>) {  // its bytes, straight into the ring
+      if (!shared().put(std::as_bytes(std::span<const T, 1>(&item, 1)), deadline_after(timeout))) {
+        throw Full(std::string("Queue.") + what + ": the queue is full");
+      }
+      return;
+    }
     auto& buf = scratch();
     buf.clear();
     OutputArchive ar(buf);
@@ -131,6 +138,13 @@ class QueueBase {
     std::optional<T> out;
     const bool got = shared().get(
         [&](std::span<const std::byte> bytes) {
+          if constexpr (bitwise_v<T>) {
+            if (bytes.size() != sizeof(T)) throw SerializationError("corrupt queue item: wrong size");
+            T value;
+            std::memcpy(&value, bytes.data(), sizeof(T));
+            out.emplace(value);
+            return;
+          }
           InputArchive ar(bytes);
           T value = make_for_load<T>();
           load_value(ar, value);
