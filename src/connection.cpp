@@ -41,6 +41,13 @@ bool is_socket(int fd) {
   return ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+// Descriptors (SCM_RIGHTS) travel over Unix-domain sockets only.
+bool is_unix_socket(int fd) {
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  return ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX;
+}
+
 timespec to_timespec(std::chrono::nanoseconds ns) {
   if (ns.count() < 0) ns = std::chrono::nanoseconds(0);
   return {static_cast<time_t>(ns.count() / 1'000'000'000), static_cast<long>(ns.count() % 1'000'000'000)};
@@ -52,7 +59,11 @@ std::size_t Connection::default_max_message_size() noexcept { return g_default_m
 void Connection::set_default_max_message_size(std::size_t n) noexcept { g_default_max = n; }
 
 Connection::Connection(int fd, bool readable, bool writable)
-    : fd_(fd), readable_(readable), writable_(writable), is_socket_(is_socket(fd)) {
+    : fd_(fd),
+      readable_(readable),
+      writable_(writable),
+      is_socket_(is_socket(fd)),
+      passes_fds_(is_socket_ && is_unix_socket(fd)) {
   if (fd < 0) throw ValueError("Connection: invalid file descriptor");
   if (!readable && !writable) throw ValueError("Connection: at least one of readable or writable must be true");
 }
@@ -62,6 +73,7 @@ Connection::Connection(Connection&& o) noexcept
       readable_(o.readable_),
       writable_(o.writable_),
       is_socket_(o.is_socket_),
+      passes_fds_(o.passes_fds_),
       broken_(o.broken_),
       broken_why_(std::move(o.broken_why_)),
       max_message_size_(o.max_message_size_),
@@ -81,6 +93,7 @@ Connection& Connection::operator=(Connection&& o) noexcept {
     readable_ = o.readable_;
     writable_ = o.writable_;
     is_socket_ = o.is_socket_;
+    passes_fds_ = o.passes_fds_;
     broken_ = o.broken_;
     broken_why_ = std::move(o.broken_why_);
     max_message_size_ = o.max_message_size_;
@@ -192,10 +205,18 @@ void Connection::send_bytes(std::span<const std::byte> buf, std::size_t offset, 
   std::size_t left = kHeaderSize + n;
   int first = 0;
   while (left) {
-    ssize_t w = detail::sys_nothrow([&] { return ::writev(fd_.get(), iov + first, 2 - first); });
+    ssize_t w;
+    if (is_socket_) {  // MSG_NOSIGNAL: a closed peer is EPIPE, never a SIGPIPE
+      msghdr msg{};
+      msg.msg_iov = iov + first;
+      msg.msg_iovlen = static_cast<std::size_t>(2 - first);
+      w = detail::sys_nothrow([&] { return ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL); });
+    } else {
+      w = detail::sys_nothrow([&] { return ::writev(fd_.get(), iov + first, 2 - first); });
+    }
     if (w < 0) {
       if (w == -EPIPE || w == -ECONNRESET) throw EOFError("Connection::send_bytes: the other end is closed (broken pipe)");
-      detail::throw_os_error("writev", static_cast<int>(-w));
+      detail::throw_os_error(is_socket_ ? "sendmsg" : "writev", static_cast<int>(-w));
     }
     left -= static_cast<std::size_t>(w);
     auto done = static_cast<std::size_t>(w);

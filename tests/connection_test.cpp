@@ -314,3 +314,10 @@ TEST(ConnectionWait, WaitsOnProcessSentinels) {
   slow.join();
   mp_test::expect_no_children_left();
 }
+
+TEST(Connection, WritingToAClosedPeerRaisesInsteadOfSigpipe) {
+  auto [a, b] = mp::Pipe();
+  b.close();
+  EXPECT_THROW({ a.send_bytes("x"); a.send_bytes("y"); }, mp::EOFError);
+  EXPECT_THROW({ a.send(1); a.send(2); }, mp::EOFError);
+}

@@ -69,7 +69,7 @@ class Connection {
   void send(const T& obj) {
     std::vector<std::byte> frame(kHeaderSize);
     std::vector<int> fds;
-    detail::encode(obj, frame, is_socket_ ? &fds : nullptr);
+    detail::encode(obj, frame, passes_fds_ ? &fds : nullptr);
     send_frame(frame, fds);
   }
 
@@ -158,7 +158,8 @@ class Connection {
   detail::UniqueFd fd_;
   bool readable_ = false;
   bool writable_ = false;
-  bool is_socket_ = false;
+  bool is_socket_ = false;   // writes use MSG_NOSIGNAL
+  bool passes_fds_ = false;  // a Unix socket: handles can travel in messages
   bool broken_ = false;
   std::string broken_why_;
   std::size_t max_message_size_ = default_max_message_size();

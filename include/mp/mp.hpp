@@ -15,6 +15,7 @@
 #include "mp/connection.hpp"
 #include "mp/context.hpp"
 #include "mp/errors.hpp"
+#include "mp/listener.hpp"
 #include "mp/os.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
