@@ -98,7 +98,9 @@ class ShmQueue {
   std::shared_ptr<SharedMapping> mapping_;
   QueueShared* q_;
   std::byte* ring_;
-  std::vector<std::byte> scratch_;  // an item that wraps around the ring's end
+  std::vector<std::byte> scratch_;  // an item that wraps around the ring's end (rlock)
+  std::uint64_t head_cache_ = 0;    // the head last seen by a writer here (wlock)
+  std::uint64_t tail_cache_ = 0;    // the tail last seen by a reader here (rlock)
 };
 
 }  // namespace mp::detail
