@@ -30,16 +30,25 @@ struct Example {
   const char* shows;
 };
 
-// The seeds' order. S4-1 shares its twin with S0-2.
+// The seeds' order. S4-1 shares its twin with S0-2; S1-3 and S3-3 share S0-5's. A
+// row named "Sn:lines" twins prose of seed Sn that has no code of its own.
 constexpr Example kExamples[] = {
     {"S0-1", "process_one_after_another", "start methods (spawn); one process per item, one after another"},
     {"S0-2 = S4-1", "os_fork", "raw fork: os.fork, os.getpid, os.getppid"},
+    {"S0-5 = S1-3 = S3-3", "pipe_child_to_parent", "the docs' Pipe example, once per seed's payload (S3-3: spawn)"},
+    {"S0-6", "queue_producer_reader_terminated", "bounded Queue; an endless reader is terminated"},
     {"S1-1", "fib_speedup", "CPU-bound speed-up: fib(35) twice serially, then in 2 processes"},
     {"S2-1", "process_args", "arguments for the target"},
     {"S2-2", "process_join_blocks", "parent and child run at the same time; join blocks"},
     {"S2-3", "process_daemon", "name, pid, is_alive, daemon"},
     {"S2-4", "process_subclass_clock", "a Process subclass overriding run() (forkserver)"},
+    {"S2-6", "pipe_many_writers", "one global Pipe inherited through fork, many writers"},
+    {"S2:167-172", "pipe_simplex", "Pipe(duplex=False): one end receives, the other sends"},
     {"S3-1", "process_minimal", "the smallest possible process"},
+    {"S3-2", "queue_child_to_parent", "Queue, child to parent (spawn)"},
+    {"S3-6", "queue_child_to_child", "child to child through a Queue (forkserver)"},
+    {"S3-8", "queue_realtime_polling", "reading results while the child runs: Queue, empty, is_alive"},
+    {"S3-9", "pipe_realtime_polling", "the same with a Pipe: poll, recv, EOF"},
     {"S4-2", "process_start_join_pids", "start/join order, with pids"},
     {"S4-3", "active_children", "many children; cpu_count; active_children; joined at exit"},
     {"S4-4", "process_subclass", "a Process subclass built via its constructor; joined at exit"},
@@ -99,7 +108,7 @@ int main(int argc, char** argv) {
   std::vector<std::string_view> wanted(argv + 1, argv + argc);
   if (wanted.size() == 1 && (wanted[0] == "--list" || wanted[0] == "--help" || wanted[0] == "-h")) {
     std::printf("usage: mp_tour [PROGRAM | SEED-ROW]...\n");
-    for (const Example& e : kExamples) std::printf("  %-12s %-26s %s\n", e.seeds, e.program, e.shows);
+    for (const Example& e : kExamples) std::printf("  %-20s %-34s %s\n", e.seeds, e.program, e.shows);
     return 0;
   }
   for (std::string_view arg : wanted) {

@@ -332,7 +332,11 @@ Address from_sockaddr(const sockaddr_storage& ss, socklen_t len) {
     const std::size_t base = offsetof(sockaddr_un, sun_path);
     if (len <= base) return Address(UnixAddress{});
     const std::size_t n = std::min<std::size_t>(len - base, sizeof un.sun_path);
-    if (un.sun_path[0] == '\0') return Address(UnixAddress{"@" + std::string(un.sun_path + 1, n - 1)});
+    if (un.sun_path[0] == '\0') {
+      std::string name("@");  // not "@" + string: GCC 12 -O3 false -Wrestrict (bug 105329)
+      name.append(un.sun_path + 1, n - 1);
+      return Address(UnixAddress{std::move(name)});
+    }
     return Address(UnixAddress{std::string(un.sun_path, strnlen(un.sun_path, n))});
   }
   return Address(UnixAddress{});
@@ -465,7 +469,11 @@ std::string Address::to_string() const {
   }
   const std::string& p = as_unix()->path;
   if (p.empty()) return "(unnamed)";
-  if (p[0] == '\0') return "@" + p.substr(1);
+  if (p[0] == '\0') {
+    std::string name("@");  // not "@" + string: GCC 12 -O3 false -Wrestrict (bug 105329)
+    name.append(p, 1);
+    return name;
+  }
   return p;
 }
 

@@ -30,8 +30,11 @@ class OutputArchive : public cereal::OutputArchive<OutputArchive, cereal::AllowE
       : cereal::OutputArchive<OutputArchive, cereal::AllowEmptyClassElision>(this), out_(out), fds_(fds) {}
 
   void saveBinary(const void* data, std::size_t size) {
-    auto p = static_cast<const std::byte*>(data);
-    out_.insert(out_.end(), p, p + size);
+    // resize + memcpy rather than insert: GCC 12 at -O3 reports false array-bounds
+    // warnings on vector::insert of small objects (GCC bug 107852).
+    const std::size_t at = out_.size();
+    out_.resize(at + size);
+    if (size) std::memcpy(out_.data() + at, data, size);
   }
   /// Descriptors to send along with the bytes, or nullptr where none can travel.
   std::vector<int>* fds() const noexcept { return fds_; }

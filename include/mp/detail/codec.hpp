@@ -158,14 +158,14 @@ void load_value(InputArchive& ar, T& value) {
 template <class T>
 void encode(const T& value, std::vector<std::byte>& out, std::vector<int>* fds = nullptr) {
   constexpr std::uint64_t tag = type_tag<T>();
-  const auto* t = reinterpret_cast<const std::byte*>(&tag);
+  const std::size_t at = out.size();
   if constexpr (bitwise_v<T>) {
-    const auto* p = reinterpret_cast<const std::byte*>(&value);
-    out.reserve(out.size() + sizeof tag + sizeof(T));
-    out.insert(out.end(), t, t + sizeof tag);
-    out.insert(out.end(), p, p + sizeof(T));
+    out.resize(at + sizeof tag + sizeof(T));
+    std::memcpy(out.data() + at, &tag, sizeof tag);
+    std::memcpy(out.data() + at + sizeof tag, &value, sizeof(T));
   } else {
-    out.insert(out.end(), t, t + sizeof tag);
+    out.resize(at + sizeof tag);
+    std::memcpy(out.data() + at, &tag, sizeof tag);
     OutputArchive ar(out, fds);
     save_value(ar, value);
   }
