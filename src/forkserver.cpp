@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "forkserver_protocol.hpp"
+#include "mp/detail/code_identity.hpp"
 #include "mp/detail/sys.hpp"
 #include "process_internal.hpp"
 #include "reduction.hpp"
@@ -133,6 +134,14 @@ void reap_children(Server& s) {
 
 [[noreturn]] void forkserver_main(int control_fd) {
   ::prctl(PR_SET_NAME, "mp-forkserver");
+  // Warm up once here what every child would otherwise do itself after the fork (find
+  // the executable's build-id and load address): the children inherit it (CPython's
+  // forkserver preloads modules for the same reason).
+  try {
+    (void)main_build_id();
+    (void)code_ref_of(reinterpret_cast<const void*>(&forkserver_main));
+  } catch (...) {
+  }
   ::signal(SIGINT, SIG_IGN);
   sigset_t chld;
   sigemptyset(&chld);

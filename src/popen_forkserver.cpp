@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <mutex>
 
@@ -38,8 +39,16 @@ struct Client {
   pid_t server = 0;
 };
 
+// Created on first use and never freed; a forked child that never used one touches
+// nothing (page faults are what a fork costs).
+std::atomic<Client*> g_client{nullptr};
+
 Client& client() {
-  static auto* c = new Client;
+  static Client* c = [] {
+    auto* made = new Client;
+    g_client.store(made, std::memory_order_release);
+    return made;
+  }();
   return *c;
 }
 
@@ -123,10 +132,15 @@ class ForkserverPopen final : public Popen {
 
 }  // namespace
 
-pid_t forkserver_pid() noexcept { return client().server; }
+pid_t forkserver_pid() noexcept {
+  Client* c = g_client.load(std::memory_order_acquire);
+  return c ? c->server : 0;
+}
 
 void forget_forkserver_after_fork() noexcept {
-  auto& c = client();
+  Client* cp = g_client.load(std::memory_order_acquire);
+  if (!cp) return;
+  auto& c = *cp;
   // The mutex may have been held by another thread of the parent at fork time.
   new (&c.mu) std::mutex();
   if (c.control >= 0) ::close(c.control);

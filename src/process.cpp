@@ -24,7 +24,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <iostream>
+#include <stdio_ext.h>
 #include <mutex>
 
 #include "mp/context.hpp"
@@ -114,13 +114,12 @@ void reset_after_fork_in_child() noexcept {
   forget_forkserver_after_fork();
 }
 
+// As Python flushes sys.stdout and sys.stderr before a fork. Only when something is
+// buffered: a flush takes the FILE's lock, which writes to a page the fork then copies.
+// (std::cout and std::cerr are synchronised with stdio, so they buffer nothing.)
 void flush_stdio() noexcept {
-  try {
-    std::cout.flush();
-    std::cerr.flush();
-  } catch (...) {
-  }
-  std::fflush(nullptr);
+  if (::__fpending(stdout)) std::fflush(stdout);
+  if (::__fpending(stderr)) std::fflush(stderr);
 }
 
 [[noreturn]] void exit_child(int code) {
