@@ -186,6 +186,18 @@ void repair_writer(QueueShared* q) {
   q->w_active = 0;
 }
 
+// For a reader waiting on the rest of a streamed record: if nobody holds the writer
+// lock, the record's writer gave up (the abort is recorded) or died (repaired here).
+// Returns true: the caller looks at the stream again.
+bool repair_writer_if_gone(QueueShared* q) {
+  if (q->wlock.try_lock() != RobustMutex::Result::busy) {
+    repair_writer(q);
+    q->wlock.consistent();
+    q->wlock.unlock();
+  }
+  return true;
+}
+
 // Acquires a lock; a dead previous holder's state is repaired with `repair`.
 // Returns false on timeout (or busy with try_only).
 template <class Repair>
@@ -241,15 +253,7 @@ static void repair_reader(QueueShared* q) {
           return q->tail.load(std::memory_order_acquire) > head ||
                  q->abort_count.load(std::memory_order_acquire) != aborts_before;
         },
-        [&] {
-          if (q->wlock.try_lock() != RobustMutex::Result::busy) {
-            // Nobody writes any more: the writer died (repair) or gave up (aborted).
-            repair_writer(q);
-            q->wlock.consistent();
-            q->wlock.unlock();
-          }
-          return true;
-        });
+        [q] { return repair_writer_if_gone(q); });
   }
   add_gets(q, 1);
   q->r_active = 0;
@@ -507,16 +511,7 @@ bool ShmQueue::get_impl(ConsumeFn fn, void* ctx, const Deadline& deadline, bool 
       wait_on(
           q->data_seq, q->readers_waiting, q->writer_cpu, std::nullopt,
           [&] { return q->tail.load(std::memory_order_acquire) > head; },
-          [&] {
-            // The writer of this record is gone if nobody holds the writer lock (it gave
-            // up: the abort is recorded) or its holder died (repair it here).
-            if (q->wlock.try_lock() != RobustMutex::Result::busy) {
-              repair_writer(q);
-              q->wlock.consistent();
-              q->wlock.unlock();
-            }
-            return true;
-          });
+          [q] { return repair_writer_if_gone(q); });
     }
     if (!aborted) {
       // Skip the padding, which is published with the rest.
