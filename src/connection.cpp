@@ -170,15 +170,7 @@ void Connection::send_frame(std::vector<std::byte>& frame, std::span<const int> 
       msg.msg_iov = &iov;
       msg.msg_iovlen = 1;
       alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerFrame)];
-      if (!fds_sent) {
-        msg.msg_control = control;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-        cmsghdr* c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-      }
+      if (!fds_sent) detail::attach_fds(msg, control, fds);
       n = detail::sys_nothrow([&] { return ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL); });
     } else {
       n = detail::sys_nothrow([&] { return ::write(fd_.get(), p, left); });
@@ -260,17 +252,7 @@ std::size_t Connection::fill(std::size_t want) {
       msg.msg_control = control;
       msg.msg_controllen = sizeof control;
       n = detail::sys_nothrow([&] { return ::recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC); });
-      if (n >= 0) {
-        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-          if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-          const std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-          for (std::size_t i = 0; i < k; ++i) {
-            int fd;
-            std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-            pending_fds_.push_back(fd);
-          }
-        }
-      }
+      if (n >= 0) detail::collect_fds(msg, pending_fds_);
     } else {
       n = detail::sys_nothrow([&] { return ::read(fd_.get(), buf_.data() + end_, buf_.size() - end_); });
     }

@@ -8,6 +8,29 @@
 
 namespace mp::detail {
 
+void attach_fds(msghdr& msg, void* control, std::span<const int> fds) {
+  if (fds.empty()) return;
+  msg.msg_control = control;
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+  std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+}
+
+void collect_fds(msghdr& msg, std::vector<int>& out) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < n; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      out.push_back(fd);
+    }
+  }
+}
+
 bool send_record(int sock, std::span<const std::byte> head, std::span<const std::byte> body,
                  std::span<const int> fds) {
   iovec iov[2] = {{const_cast<std::byte*>(head.data()), head.size()},
@@ -15,17 +38,8 @@ bool send_record(int sock, std::span<const std::byte> head, std::span<const std:
   msghdr msg{};
   msg.msg_iov = iov;
   msg.msg_iovlen = body.empty() ? 1 : 2;
-  std::vector<char> control;
-  if (!fds.empty()) {
-    control.resize(CMSG_SPACE(sizeof(int) * fds.size()));
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
+  std::vector<cmsghdr> control(CMSG_SPACE(sizeof(int) * fds.size()) / sizeof(cmsghdr) + 1);
+  attach_fds(msg, control.data(), fds);
   auto r = sys_nothrow([&] { return ::sendmsg(sock, &msg, MSG_NOSIGNAL); });
   if (r == -EPIPE || r == -ECONNRESET) return false;
   if (r < 0) throw_os_error("sendmsg", static_cast<int>(-r));
@@ -44,15 +58,9 @@ std::ptrdiff_t recv_record(int sock, std::span<std::byte> buf, std::vector<Uniqu
   if (r == -ECONNRESET) return 0;
   if (r == -EAGAIN || r == -EWOULDBLOCK) return -1;
   if (r < 0) throw_os_error("recvmsg", static_cast<int>(-r));
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < n; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      fds.emplace_back(fd);
-    }
-  }
+  std::vector<int> raw;
+  collect_fds(msg, raw);
+  for (int fd : raw) fds.emplace_back(fd);
   if (truncated) *truncated = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
   return static_cast<std::ptrdiff_t>(r);
 }

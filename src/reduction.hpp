@@ -2,6 +2,7 @@
 // (CPython's reduction.sendfds / recvfds).
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -11,6 +12,13 @@
 #include "mp/detail/sys.hpp"
 
 namespace mp::detail {
+
+/// Attaches `fds` (SCM_RIGHTS) to `msg`, using `control` (at least
+/// CMSG_SPACE(sizeof(int) * fds.size()) bytes, aligned for cmsghdr). No-op when empty.
+void attach_fds(msghdr& msg, void* control, std::span<const int> fds);
+
+/// Appends the descriptors that arrived with `msg` to `out` (the caller owns them).
+void collect_fds(msghdr& msg, std::vector<int>& out);
 
 /// Sends one record made of `head` then `body`, with `fds` attached (SCM_RIGHTS).
 /// Returns false if the peer is gone (EPIPE, ECONNRESET); throws mp::OSError otherwise.

@@ -128,7 +128,9 @@ class Process {
     return join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
   }
 
-  /// True between start() and the child's end. Never blocks.
+  /// True between start() and the child's end. Does not wait for the child (under
+  /// forkserver, a child that has just ended is reported by the server within
+  /// microseconds; if the server is dead, after at most 2 s, with exit code 255).
   bool is_alive();
   /// The child's pid; empty before start(). For current_process(), this process's pid.
   std::optional<pid_t> pid() const;
