@@ -19,3 +19,5 @@
 #include "mp/os.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
+#include "mp/sharedctypes.hpp"
+#include "mp/synchronize.hpp"
