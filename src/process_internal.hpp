@@ -102,5 +102,9 @@ std::string demangle(const char* mangled);
 
 /// While true on this thread, every throw records its stack (for report_child_exception).
 void set_capture_throw_stacks(bool on) noexcept;
+/// The stack recorded at the last throw in this thread (while capturing), one frame per
+/// line, innermost first, cut at the first frame whose name contains `stop_a` or `stop_b`
+/// (the library's own frames below the user's code). Empty if none was recorded.
+std::string recorded_throw_stack(const char* stop_a, const char* stop_b);
 
 }  // namespace mp::detail

@@ -77,6 +77,17 @@ void record_throw_stack() noexcept {
   t_capture = true;
 }
 
+std::string recorded_throw_stack(const char* stop_a, const char* stop_b) {
+  std::string text;
+  // Frame 0 is record_throw_stack, frame 1 the __cxa_throw hook.
+  for (int i = 2; i < t_depth; ++i) {
+    std::string frame = describe_frame(t_frames[i]);
+    if (frame.find(stop_a) != std::string::npos || frame.find(stop_b) != std::string::npos) break;
+    text += frame + "\n";
+  }
+  return text;
+}
+
 void report_child_exception(const std::string& process_name) noexcept {
   std::string text = "Process " + process_name + ":\n";
   if (t_depth > 1) {

@@ -17,6 +17,7 @@
 #include "mp/errors.hpp"
 #include "mp/listener.hpp"
 #include "mp/os.hpp"
+#include "mp/pool.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
 #include "mp/sharedctypes.hpp"

@@ -100,6 +100,34 @@ template <class F, class... A>
 concept Shippable = callable_unshippable_reason<std::decay_t<F>>() == nullptr &&
                     args_serializable<std::tuple<stored_arg_t<A>...>>::value;
 
+/// Writes a shippable callable: a function pointer as its code identity, a stateless
+/// function object as nothing (its type says it all), another as its cereal members.
+template <class F>
+void save_callable(OutputArchive& ar, const F& f) {
+  static_assert(callable_unshippable_reason<F>() == nullptr);
+  if constexpr (is_function_pointer_v<F>) {
+    ar(code_ref_of(reinterpret_cast<const void*>(f)));
+  } else if constexpr (!is_stateless_v<F>) {
+    save_value(ar, f);
+  }
+}
+
+/// Reads what save_callable<F>() wrote. Throws mp::SerializationError.
+template <class F>
+F load_callable(InputArchive& ar) {
+  if constexpr (is_function_pointer_v<F>) {
+    CodeRef ref;
+    ar(ref);
+    return reinterpret_cast<F>(const_cast<void*>(resolve_code_ref(ref)));
+  } else if constexpr (is_stateless_v<F>) {
+    return F{};
+  } else {
+    F f = make_for_load<F>();
+    load_value(ar, f);
+    return f;
+  }
+}
+
 /// A type-erased target: a callable with its arguments.
 class Target {
  public:
@@ -146,11 +174,7 @@ class TargetImpl final : public Target {
   void save(OutputArchive& ar) const override {
     if constexpr (callable_unshippable_reason<F>() == nullptr && args_serializable<Args>::value) {
       ar(code_ref_of(reinterpret_cast<const void*>(&TargetImpl::load)));
-      if constexpr (is_function_pointer_v<F>) {
-        ar(code_ref_of(reinterpret_cast<const void*>(f_)));
-      } else if constexpr (!is_stateless_v<F>) {
-        save_value(ar, f_);
-      }
+      save_callable(ar, f_);
       save_value(ar, args_);
     } else {
       throw ValueError(unshippable());
@@ -160,7 +184,7 @@ class TargetImpl final : public Target {
   /// Rebuilds a target written by save(); its address is what save() sends.
   static std::unique_ptr<Target> load(InputArchive& ar) {
     if constexpr (callable_unshippable_reason<F>() == nullptr && args_serializable<Args>::value) {
-      F f = load_callable(ar);
+      F f = load_callable<F>(ar);
       Args args = tuple_for_load<Args>::make();
       load_value(ar, args);
       return std::make_unique<TargetImpl>(std::move(f), std::move(args));
@@ -170,20 +194,6 @@ class TargetImpl final : public Target {
   }
 
  private:
-  static F load_callable(InputArchive& ar) {
-    if constexpr (is_function_pointer_v<F>) {
-      CodeRef ref;
-      ar(ref);
-      return reinterpret_cast<F>(const_cast<void*>(resolve_code_ref(ref)));
-    } else if constexpr (is_stateless_v<F>) {
-      return F{};
-    } else {
-      F f = make_for_load<F>();
-      load_value(ar, f);
-      return f;
-    }
-  }
-
   F f_;
   Args args_;
 };

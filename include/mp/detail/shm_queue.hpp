@@ -89,6 +89,7 @@ class ShmQueue {
   bool join(const Deadline& deadline);
 
   SharedMapping& mapping() const noexcept { return *mapping_; }
+  const std::shared_ptr<SharedMapping>& mapping_ptr() const noexcept { return mapping_; }
 
  private:
   using ConsumeFn = void (*)(void*, std::span<const std::byte>);

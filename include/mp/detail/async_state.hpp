@@ -1,0 +1,321 @@
+// mp/detail/async_state.hpp — the parent-side state of submitted work: one result
+// (apply, submit), a whole map's result, or a stream of results (imap), filled in by the
+// pool's result thread and waited on by the caller. Shared by mp::Pool,
+// mp::ProcessPoolExecutor and their thread-backed twins.
+//
+// Each part of a job (a task, or a map's chunk) is settled once: the first of "its result
+// arrived" and "it failed" wins, a late second one is ignored (a worker that dies right
+// after sending its result is reported dead too). Callbacks run once, outside the lock,
+// in the thread that settled the job.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <typeinfo>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "mp/detail/futex.hpp"
+#include "mp/detail/pool_core.hpp"
+#include "mp/errors.hpp"
+
+namespace mp::detail {
+
+template <class F>
+struct callback_arg;
+template <class R, class A>
+struct callback_arg<R (*)(A)> {
+  using type = std::decay_t<A>;
+};
+template <class C, class R, class A>
+struct callback_arg<R (C::*)(A)> {
+  using type = std::decay_t<A>;
+};
+template <class C, class R, class A>
+struct callback_arg<R (C::*)(A) const> {
+  using type = std::decay_t<A>;
+};
+template <class F>
+  requires requires { &F::operator(); }
+struct callback_arg<F> : callback_arg<decltype(&F::operator())> {};
+
+/// A result callback whose argument type is known only when it is called: it checks
+/// that type against the result's (at submission, see accepts()).
+class AnyCallback {
+ public:
+  AnyCallback() = default;
+  template <class F>
+    requires(!std::is_same_v<std::decay_t<F>, AnyCallback>)
+  AnyCallback(F f)  // NOLINT: implicit, for `.callback = f`
+      : type_(&typeid(typename callback_arg<std::decay_t<F>>::type)),
+        fn_([f = std::move(f)](const void* value) mutable {
+          using A = typename callback_arg<std::decay_t<F>>::type;
+          f(*static_cast<const A*>(value));
+        }) {}
+
+  explicit operator bool() const noexcept { return static_cast<bool>(fn_); }
+  template <class T>
+  bool accepts() const noexcept {
+    return !fn_ || *type_ == typeid(T);
+  }
+  template <class T>
+  void operator()(const T& value) const {
+    fn_(&value);
+  }
+
+ private:
+  const std::type_info* type_ = nullptr;
+  std::function<void(const void*)> fn_;
+};
+
+using ErrorCallback = std::function<void(std::exception_ptr)>;
+
+/// One eventual value of type T (or an error), with its callbacks.
+template <class T>
+class AsyncState : public Job {
+ public:
+  AsyncState(AnyCallback callback = {}, ErrorCallback error_callback = {})
+      : callback_(std::move(callback)), error_callback_(std::move(error_callback)) {}
+
+  /// Single-part jobs: the part's result is a T.
+  void deliver(std::uint32_t, InputArchive& ar) override {
+    T value = make_for_load<T>();
+    load_value(ar, value);
+    set_value(std::move(value));
+  }
+  void fail(std::uint32_t, std::exception_ptr error) override { set_error(std::move(error)); }
+  bool finished() const override {
+    std::lock_guard g(mu_);
+    return done_;
+  }
+
+  /// Settles the job (the first call wins) and runs the matching callback.
+  void set_value(T value) {
+    {
+      std::lock_guard g(mu_);
+      if (done_) return;
+      value_.emplace(std::move(value));
+      done_ = true;
+    }
+    cv_.notify_all();
+    run_callbacks();
+  }
+  void set_error(std::exception_ptr error) {
+    {
+      std::lock_guard g(mu_);
+      if (done_) return;
+      error_ = std::move(error);
+      done_ = true;
+    }
+    cv_.notify_all();
+    run_callbacks();
+  }
+
+  /// Blocks until settled or `deadline`; true if settled.
+  bool wait_until(const Deadline& deadline) const {
+    std::unique_lock g(mu_);
+    if (!deadline) {
+      cv_.wait(g, [&] { return done_; });
+      return true;
+    }
+    return cv_.wait_until(g, *deadline, [&] { return done_; });
+  }
+  bool ready() const {
+    std::lock_guard g(mu_);
+    return done_;
+  }
+  /// Precondition: ready().
+  std::exception_ptr error() const {
+    std::lock_guard g(mu_);
+    return error_;
+  }
+  /// The value, or the error rethrown. Precondition: ready().
+  const T& value() const {
+    std::lock_guard g(mu_);
+    if (error_) std::rethrow_exception(error_);
+    return *value_;
+  }
+  T take_value() {
+    std::lock_guard g(mu_);
+    if (error_) std::rethrow_exception(error_);
+    return std::move(*value_);
+  }
+
+  /// Runs `fn` once this job is settled (at once if it is).
+  void on_done(std::function<void()> fn) {
+    {
+      std::lock_guard g(mu_);
+      if (!done_) {
+        done_callbacks_.push_back(std::move(fn));
+        return;
+      }
+    }
+    fn();
+  }
+
+ protected:
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+
+ private:
+  void run_callbacks() {
+    std::vector<std::function<void()>> done_callbacks;
+    {
+      std::lock_guard g(mu_);
+      done_callbacks.swap(done_callbacks_);
+    }
+    try {
+      if (error_) {
+        if (error_callback_) error_callback_(error_);
+      } else if (callback_) {
+        callback_(*value_);
+      }
+    } catch (...) {
+      // A callback that throws must not take the pool's result thread down with it.
+    }
+    for (auto& fn : done_callbacks) fn();
+  }
+
+  bool done_ = false;
+  std::optional<T> value_;
+  std::exception_ptr error_;
+  AnyCallback callback_;
+  ErrorCallback error_callback_;
+  std::vector<std::function<void()>> done_callbacks_;
+};
+
+/// A map's result: chunk i holds items [offsets[i], offsets[i+1]). The first failing chunk
+/// fails the whole map, as in Python.
+template <class R>
+class MapState : public AsyncState<std::vector<R>> {
+ public:
+  MapState(std::size_t items, std::size_t chunksize, AnyCallback callback, ErrorCallback error_callback)
+      : AsyncState<std::vector<R>>(std::move(callback), std::move(error_callback)),
+        chunksize_(chunksize),
+        chunks_(chunksize == 0 ? 0 : (items + chunksize - 1) / chunksize),
+        arrived_(chunks_, false),
+        results_(items) {
+    if (chunks_ == 0) this->set_value({});
+  }
+
+  std::size_t chunks() const noexcept { return chunks_; }
+
+  void deliver(std::uint32_t index, InputArchive& ar) override {
+    std::vector<R> part;
+    load_value(ar, part);
+    bool complete = false;
+    {
+      std::lock_guard g(this->mu_);
+      if (index >= chunks_ || arrived_[index]) return;
+      const std::size_t at = std::size_t{index} * chunksize_;
+      const std::size_t n = std::min(chunksize_, results_.size() - at);
+      if (part.size() != n) throw SerializationError("a map chunk came back with the wrong number of results");
+      std::move(part.begin(), part.end(), results_.begin() + static_cast<std::ptrdiff_t>(at));
+      arrived_[index] = true;
+      complete = ++count_ == chunks_;
+    }
+    if (complete) this->set_value(std::move(results_));
+  }
+  void fail(std::uint32_t, std::exception_ptr error) override { this->set_error(std::move(error)); }
+
+ private:
+  std::size_t chunksize_;
+  std::size_t chunks_;
+  std::vector<bool> arrived_;
+  std::size_t count_ = 0;
+  std::vector<R> results_;
+};
+
+/// imap / imap_unordered: results handed out one by one as they come.
+template <class R>
+class StreamState : public Job {
+ public:
+  StreamState(std::size_t chunks, bool ordered) : chunks_(chunks), ordered_(ordered), settled_(chunks, false) {}
+
+  void deliver(std::uint32_t index, InputArchive& ar) override {
+    std::vector<R> part;
+    load_value(ar, part);
+    settle(index, std::move(part));
+  }
+  void fail(std::uint32_t index, std::exception_ptr error) override { settle(index, std::move(error)); }
+  bool finished() const override {
+    std::lock_guard g(mu_);
+    return count_ == chunks_;
+  }
+
+  /// The next result, nullopt after the last; rethrows a failed chunk's error where its
+  /// results would have been (ordered) or when it arrives (unordered). mp::TimeoutError
+  /// at `deadline`.
+  std::optional<R> next(const Deadline& deadline) {
+    std::unique_lock g(mu_);
+    for (;;) {
+      if (!current_.empty()) {
+        R r = std::move(current_.front());
+        current_.pop_front();
+        return r;
+      }
+      if (taken_ == chunks_) return std::nullopt;
+      if (ordered_) {
+        auto it = arrived_.find(taken_);
+        if (it != arrived_.end()) {
+          auto part = std::move(it->second);
+          arrived_.erase(it);
+          ++taken_;
+          if (auto* e = std::get_if<std::exception_ptr>(&part)) std::rethrow_exception(*e);
+          auto& v = std::get<std::vector<R>>(part);
+          current_.assign(std::make_move_iterator(v.begin()), std::make_move_iterator(v.end()));
+          continue;
+        }
+      } else if (!arrived_.empty()) {
+        auto it = arrived_.begin();
+        auto part = std::move(it->second);
+        arrived_.erase(it);
+        ++taken_;
+        if (auto* e = std::get_if<std::exception_ptr>(&part)) std::rethrow_exception(*e);
+        auto& v = std::get<std::vector<R>>(part);
+        current_.assign(std::make_move_iterator(v.begin()), std::make_move_iterator(v.end()));
+        continue;
+      }
+      if (!deadline) {
+        cv_.wait(g);
+      } else if (cv_.wait_until(g, *deadline) == std::cv_status::timeout) {
+        throw TimeoutError("imap: no result within the timeout");
+      }
+    }
+  }
+
+ private:
+  void settle(std::uint32_t index, std::variant<std::vector<R>, std::exception_ptr> part) {
+    {
+      std::lock_guard g(mu_);
+      if (index >= chunks_ || settled_[index]) return;
+      settled_[index] = true;
+      ++count_;
+      // Unordered: keyed by arrival, so that begin() is the oldest.
+      arrived_.emplace(ordered_ ? index : static_cast<std::uint32_t>(count_ - 1 + chunks_), std::move(part));
+    }
+    cv_.notify_all();
+  }
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::size_t chunks_;
+  bool ordered_;
+  std::vector<bool> settled_;
+  std::size_t count_ = 0;
+  std::size_t taken_ = 0;
+  std::map<std::size_t, std::variant<std::vector<R>, std::exception_ptr>> arrived_;
+  std::deque<R> current_;
+};
+
+}  // namespace mp::detail

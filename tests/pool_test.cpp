@@ -1,0 +1,335 @@
+// tests/pool_test.cpp — mp::Pool: the API, ordering, callbacks, errors, and the death
+// matrix (a worker SIGKILLed, segfaulting, aborting, exiting inside a task) under every
+// start method, with a bound on the time to the error.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <mp/mp.hpp>
+#include <mp/pool.hpp>
+#include <numeric>
+#include <ranges>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_util.hpp"
+
+using namespace std::chrono_literals;
+using mp_test::StartMethodTest;
+
+// External linkage: its name shows in the remote traceback (static functions show as
+// module+offset only).
+int fails_on_three(int x) {
+  if (x == 3) throw std::invalid_argument("three is not allowed");
+  return x;
+}
+
+namespace {
+
+int square(int x) { return x * x; }
+int add(int a, int b) { return a + b; }
+std::string repeat(std::string s, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += s;
+  return out;
+}
+pid_t my_pid(int) { return ::getpid(); }
+void nothing() {}
+int sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+
+int die_by(int how) {
+  switch (how) {
+    case 0: ::raise(SIGKILL); break;
+    case 1: ::raise(SIGSEGV); break;
+    case 2: std::abort();
+    case 3: std::exit(3);
+    default: break;
+  }
+  return how;
+}
+
+int g_initialized = 0;
+void init_worker(int v) { g_initialized = v; }
+int read_initialized(int) { return g_initialized; }
+void failing_init() { throw std::runtime_error("cannot initialize"); }
+
+std::size_t hog(std::size_t mib) {
+  static std::vector<char> kept;
+  kept.assign(mib << 20, 1);
+  return kept.size();
+}
+
+struct NotSerializableResult {
+  template <class A>
+  void save(A&) const {
+    throw std::runtime_error("this result refuses to be serialized");
+  }
+  template <class A>
+  void load(A&) {}
+};
+NotSerializableResult bad_result(int) { return {}; }
+
+struct Scale {  // a function object with state: travels with its members
+  int by = 1;
+  int operator()(int x) const { return x * by; }
+  template <class A>
+  void serialize(A& ar) {
+    ar(by);
+  }
+};
+
+}  // namespace
+
+TEST(Pool, ApplyAndApplyAsync) {
+  mp::Pool pool(2);
+  EXPECT_EQ(pool.processes(), 2u);
+  EXPECT_EQ(pool.apply(square, 7), 49);
+  EXPECT_EQ(pool.apply(add, 2, 3), 5);
+  EXPECT_EQ(pool.apply(repeat, "ab", 3), "ababab");
+  auto r = pool.apply_async(square, 8);
+  EXPECT_EQ(r.get(10s), 64);
+  EXPECT_TRUE(r.ready());
+  EXPECT_TRUE(r.successful());
+  pool.apply(nothing);
+  EXPECT_EQ(pool.apply(Scale{3}, 5), 15);
+  EXPECT_EQ(pool.apply([](int x) { return x + 1; }, 1), 2);
+  pool.close();
+  pool.join();
+}
+
+TEST(Pool, MapKeepsOrderWhateverTheChunksize) {
+  mp::Pool pool(2);
+  std::vector<int> in(1000);
+  std::iota(in.begin(), in.end(), 0);
+  for (std::size_t chunk : {0u, 1u, 7u, 1000u, 5000u}) {
+    auto out = pool.map(square, in, chunk);
+    ASSERT_EQ(out.size(), in.size());
+    for (int i = 0; i < 1000; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)], i * i) << "chunksize " << chunk;
+  }
+  EXPECT_TRUE(pool.map(square, std::vector<int>{}).empty());
+  auto r = pool.map(square, std::views::iota(0, 10));  // any range
+  EXPECT_EQ(r[9], 81);
+  auto s = pool.starmap(add, std::vector<std::tuple<int, int>>{{1, 2}, {3, 4}});
+  EXPECT_EQ(s, (std::vector<int>{3, 7}));
+  auto ma = pool.map_async(square, std::vector<int>{1, 2, 3});
+  EXPECT_EQ(ma.get(10s), (std::vector<int>{1, 4, 9}));
+}
+
+TEST(Pool, ImapInOrderAndImapUnorderedComplete) {
+  mp::Pool pool(2);
+  std::vector<int> got;
+  for (int x : pool.imap(square, std::views::iota(0, 200), 3)) got.push_back(x);
+  ASSERT_EQ(got.size(), 200u);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(got[static_cast<std::size_t>(i)], i * i);
+  std::multiset<int> unordered;
+  for (int x : pool.imap_unordered(square, std::views::iota(0, 200))) unordered.insert(x);
+  std::multiset<int> expected;
+  for (int i = 0; i < 200; ++i) expected.insert(i * i);
+  EXPECT_EQ(unordered, expected);
+  auto it = pool.imap(sleep_ms, std::vector<int>{300});
+  EXPECT_THROW(it.next(10ms), mp::TimeoutError);
+  EXPECT_EQ(it.next(10s), 300);
+  EXPECT_EQ(it.next(), std::nullopt);
+}
+
+TEST(Pool, CallbacksRunExactlyOnce) {
+  mp::Pool pool(2);
+  std::atomic<int> ok{0}, bad{0};
+  std::atomic<int> sum{0};
+  std::vector<mp::AsyncResult<int>> rs;
+  for (int i = 0; i < 10; ++i) {
+    rs.push_back(pool.apply_async({.callback = [&](int v) { sum += v, ++ok; },
+                                   .error_callback = [&](std::exception_ptr) { ++bad; }},
+                                  fails_on_three, i));
+  }
+  for (auto& r : rs) r.wait();
+  std::this_thread::sleep_for(50ms);  // callbacks run right after the result is set
+  EXPECT_EQ(ok.load(), 9);
+  EXPECT_EQ(bad.load(), 1);
+  EXPECT_EQ(sum.load(), 45 - 3);
+  std::atomic<std::size_t> n{0};
+  pool.map_async(square, std::vector<int>{1, 2, 3}, {.callback = [&](const std::vector<int>& v) { n = v.size(); }}).wait();
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(n.load(), 3u);
+  EXPECT_THROW(pool.apply_async({.callback = [](double) {}}, square, 1), mp::ValueError);
+}
+
+TEST(Pool, AnExceptionFailsItsTaskOnlyWithTheRemoteStack) {
+  mp::Pool pool(1);
+  const auto before = pool.worker_pids();
+  auto r = pool.apply_async(fails_on_three, 3);
+  try {
+    r.get(10s);
+    FAIL() << "no exception";
+  } catch (const mp::RemoteError& e) {
+    EXPECT_EQ(e.type_name(), "std::invalid_argument");
+    EXPECT_NE(std::string(e.what()).find("three is not allowed"), std::string::npos);
+    EXPECT_NE(e.traceback().find("fails_on_three"), std::string::npos) << e.traceback();
+  }
+  EXPECT_FALSE(r.successful());
+  EXPECT_EQ(pool.apply(fails_on_three, 4), 4);
+  EXPECT_EQ(pool.worker_pids(), before) << "the worker must live on";
+  EXPECT_THROW(pool.map(fails_on_three, std::vector<int>{1, 2, 3, 4}, 1), mp::RemoteError);
+  EXPECT_THROW(pool.apply(bad_result, 1), mp::RemoteError);
+  EXPECT_EQ(pool.apply(square, 2), 4);
+}
+
+TEST(Pool, BigArgumentsAndResults) {
+  mp::Pool pool(2);
+  const std::string big(3 << 20, 'x');  // 3 MiB
+  auto out = pool.apply(repeat, big, 10);  // 30 MiB back, more than the ring
+  EXPECT_EQ(out.size(), std::size_t{30} << 20);
+  EXPECT_EQ(out.find_first_not_of('x'), std::string::npos);
+}
+
+TEST(Pool, MisuseRaises) {
+  mp::Pool pool(1);
+  EXPECT_THROW(pool.join(), mp::ValueError);
+  pool.close();
+  EXPECT_THROW(pool.apply_async(square, 1), mp::ValueError);
+  EXPECT_THROW(pool.map(square, std::vector<int>{1}), mp::ValueError);
+  pool.join();
+  pool.join();  // twice is fine
+}
+
+TEST(Pool, CloseLetsQueuedTasksFinish) {
+  mp::Pool pool(2);
+  std::vector<mp::AsyncResult<int>> rs;
+  for (int i = 0; i < 6; ++i) rs.push_back(pool.apply_async(sleep_ms, 20));
+  pool.close();
+  pool.join();
+  for (auto& r : rs) EXPECT_EQ(r.get(0s), 20);
+  mp_test::expect_no_children_left();
+}
+
+TEST(Pool, TerminateFailsWhatIsUnfinished) {
+  mp::Pool pool(1);
+  auto slow = pool.apply_async(sleep_ms, 5000);
+  auto queued = pool.apply_async(square, 2);
+  std::this_thread::sleep_for(50ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  pool.terminate();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  EXPECT_THROW(slow.get(1s), mp::ProcessError);
+  EXPECT_THROW(queued.get(1s), mp::ProcessError);
+  mp_test::expect_no_children_left();
+}
+
+TEST(Pool, TheDestructorOfAnOpenPoolTerminatesIt) {
+  mp::AsyncResult<int> r = [] {
+    mp::Pool pool(1);
+    return pool.apply_async(sleep_ms, 10000);
+  }();
+  EXPECT_THROW(r.get(1s), mp::ProcessError);
+  mp_test::expect_no_children_left();
+}
+
+TEST(Pool, InitializerRunsInEveryWorker) {
+  mp::Pool pool({.processes = 2, .initializer = {init_worker, 42}});
+  auto out = pool.map(read_initialized, std::vector<int>(8, 0), 1);
+  for (int v : out) EXPECT_EQ(v, 42);
+}
+
+TEST(Pool, AFailingInitializerBreaksThePoolInsteadOfLooping) {
+  mp_test::CaptureStderr quiet;
+  mp::Pool pool({.processes = 2, .initializer = failing_init});
+  auto r = pool.apply_async(square, 2);
+  EXPECT_THROW(r.get(10s), mp::ProcessError);
+  EXPECT_THROW(pool.apply_async(square, 2), mp::ProcessError);
+  pool.close();
+  pool.join();
+}
+
+TEST(Pool, MaxtasksperchildReplacesWorkers) {
+  mp::Pool pool({.processes = 1, .maxtasksperchild = 2});
+  std::set<pid_t> pids;
+  for (int i = 0; i < 6; ++i) pids.insert(pool.apply(my_pid, i));
+  EXPECT_EQ(pids.size(), 3u);
+}
+
+TEST(Pool, TaskTimeoutKillsTheWorkerAndFailsTheTaskOnly) {
+  mp::Pool pool({.processes = 1, .task_timeout = 200ms});
+  auto slow = pool.apply_async(sleep_ms, 10000);
+  auto next = pool.apply_async(square, 3);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW(slow.get(5s), mp::TimeoutError);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  EXPECT_EQ(next.get(10s), 9);
+}
+
+TEST(Pool, AWorkerOverTheMemoryCapIsRetiredBetweenTasks) {
+  mp::Pool pool({.processes = 1, .max_memory_per_child = std::size_t{40} << 20});
+  const pid_t first = pool.apply(my_pid, 0);
+  EXPECT_EQ(pool.apply(hog, std::size_t{64}), std::size_t{64} << 20);  // completes, then retires
+  const pid_t second = pool.apply(my_pid, 0);
+  EXPECT_NE(first, second);
+}
+
+class PoolDeathTest : public StartMethodTest {};
+MP_INSTANTIATE_FOR_START_METHODS(PoolDeathTest);
+
+// The death matrix: each way of dying fails only that task, within a bound, and the pool
+// goes on with a new worker.
+TEST_P(PoolDeathTest, AWorkerThatDiesFailsOnlyItsTask) {
+  mp_test::CaptureStderr quiet;  // abort and segfault print
+  mp::Pool pool({.processes = 2, .context = ctx()});
+  const char* expect[] = {"signal 9", "signal 11", "signal 6", "code 3"};
+  for (int how = 0; how < 4; ++how) {
+    std::vector<mp::AsyncResult<int>> others;
+    for (int i = 0; i < 20; ++i) others.push_back(pool.apply_async(square, i));
+    auto doomed = pool.apply_async(die_by, how);
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      doomed.get(10s);
+      ADD_FAILURE() << "no error for way " << how;
+    } catch (const mp::ProcessError& e) {
+      EXPECT_NE(std::string(e.what()).find(expect[how]), std::string::npos) << e.what();
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);  // noticed through the sentinel, not a poll
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(others[static_cast<std::size_t>(i)].get(10s), i * i);
+  }
+  EXPECT_EQ(pool.map(square, std::views::iota(0, 100)).size(), 100u);
+  EXPECT_EQ(pool.worker_pids().size(), 2u);
+  pool.close();
+  pool.join();
+}
+
+TEST_P(PoolDeathTest, AWorkerKilledFromOutsideIsReplaced) {
+  mp::Pool pool({.processes = 2, .context = ctx()});
+  auto slow = pool.apply_async(sleep_ms, 5000);
+  std::this_thread::sleep_for(100ms);
+  for (pid_t pid : pool.worker_pids()) ::kill(pid, SIGKILL);
+  EXPECT_THROW(slow.get(5s), mp::ProcessError);
+  EXPECT_EQ(pool.apply(square, 5), 25);
+  pool.close();
+  pool.join();
+}
+
+namespace {
+void own_a_pool(mp::Queue<std::vector<pid_t>> out) {
+  mp::Pool pool(2);
+  pool.apply(square, 1);
+  out.put(pool.worker_pids());
+  for (;;) ::pause();
+}
+}  // namespace
+
+TEST(Pool, WorkersDieWithTheirOwnerEvenBySigkill) {
+  mp::Queue<std::vector<pid_t>> out;
+  mp::Process owner(own_a_pool, out);
+  owner.start();
+  auto pids = out.get(20s);
+  ASSERT_EQ(pids.size(), 2u);
+  owner.kill();
+  owner.join();
+  for (pid_t pid : pids) EXPECT_TRUE(mp_test::wait_gone(pid, 5000ms)) << pid;
+}
