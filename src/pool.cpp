@@ -61,6 +61,15 @@ struct alignas(64) WorkerSlot {
   std::atomic<std::uint32_t> state{initializing};
 };
 
+// Claims of cancellable pools: word (job % kClaims) holds job << 2 | state. A newer job
+// that lands on the word of an older one still queued just makes the older one
+// uncancellable (it can no longer be withdrawn, it runs).
+constexpr std::size_t kClaims = 1 << 16;
+enum ClaimState : std::uint64_t { kQueued = 1, kTaken = 2, kCancelled = 3 };
+std::atomic<std::uint64_t>& claim_word(SharedMapping& claims, std::uint64_t job) {
+  return static_cast<std::atomic<std::uint64_t>*>(claims.data())[job % kClaims];
+}
+
 std::int64_t monotonic_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
@@ -68,7 +77,7 @@ std::int64_t monotonic_ns() {
 
 // What a worker process gets: its queues and slot, its initializer, its limits.
 struct WorkerArgs {
-  std::shared_ptr<SharedMapping> tasks, results, slots;
+  std::shared_ptr<SharedMapping> tasks, results, slots, claims;  // claims: null unless cancellable
   std::uint32_t slot = 0;
   std::uint64_t maxtasks = 0;
   std::uint64_t max_memory = 0;
@@ -78,6 +87,9 @@ struct WorkerArgs {
     tasks->save(ar, "pool task queue");
     results->save(ar, "pool result queue");
     slots->save(ar, "pool worker slots");
+    const bool has_claims = claims != nullptr;
+    ar(has_claims);
+    if (has_claims) claims->save(ar, "pool claims");
     const bool has_initializer = initializer != nullptr;
     ar(slot, maxtasks, max_memory, has_initializer);
     if (has_initializer) initializer->save(ar);
@@ -86,6 +98,12 @@ struct WorkerArgs {
     tasks = SharedMapping::load(ar);
     results = SharedMapping::load(ar);
     slots = SharedMapping::load(ar);
+    bool has_claims = false;
+    ar(has_claims);
+    if (has_claims) {
+      claims = SharedMapping::load(ar);
+      if (claims->size() < kClaims * sizeof(std::uint64_t)) throw SerializationError("pool claims table too small");
+    }
     bool has_initializer = false;
     ar(slot, maxtasks, max_memory, has_initializer);
     if (has_initializer) initializer = load_target(ar);
@@ -147,10 +165,19 @@ void pool_worker_main(WorkerArgs args) {
   std::vector<std::byte> task, out;
   for (std::uint64_t done = 0;;) {
     TaskHeader h;
+    bool skip = false;
     tasks->get(
         [&](std::span<const std::byte> bytes) {
           if (bytes.size() < sizeof h) throw SerializationError("a pool task message is too short");
           std::memcpy(&h, bytes.data(), sizeof h);
+          if (h.job != 0 && args.claims) {
+            auto& word = claim_word(*args.claims, h.job);
+            auto expected = h.job << 2 | kQueued;
+            if (!word.compare_exchange_strong(expected, h.job << 2 | kTaken) && expected == (h.job << 2 | kCancelled)) {
+              skip = true;  // withdrawn by Future::cancel: the parent has settled it
+              return;
+            }
+          }
           if (h.job != 0) {  // claimed while the task is still in the ring (see the hazards)
             slot.job.store(h.job, std::memory_order_relaxed);
             slot.index.store(h.index, std::memory_order_relaxed);
@@ -160,6 +187,7 @@ void pool_worker_main(WorkerArgs args) {
           task.assign(bytes.begin(), bytes.end());
         },
         std::nullopt);
+    if (skip) continue;
     if (h.job == 0) {
       slot.state.store(WorkerSlot::stopped, std::memory_order_release);
       return;
@@ -223,6 +251,7 @@ struct PoolShared {
   std::shared_ptr<ShmQueue> tasks, results;
   std::shared_ptr<SharedMapping> slots_mapping;
   WorkerSlot* slots = nullptr;
+  std::shared_ptr<SharedMapping> claims;
   UniqueFd wake;  // eventfd: tells the supervisor to look again
 
   mutable std::mutex mu;
@@ -251,7 +280,7 @@ struct PoolShared {
   }
 
   void start_worker(std::size_t i) {
-    WorkerArgs args{tasks->mapping_ptr(), results->mapping_ptr(), slots_mapping, static_cast<std::uint32_t>(i),
+    WorkerArgs args{tasks->mapping_ptr(), results->mapping_ptr(), slots_mapping, claims, static_cast<std::uint32_t>(i),
                     config.maxtasksperchild, config.max_memory_per_child, config.initializer};
     new (&slots[i]) WorkerSlot();
     ProcessOptions options{.name = std::string(config.what) + "Worker-" + std::to_string(++started),
@@ -459,6 +488,7 @@ PoolCore::PoolCore(PoolConfig config) : s_(std::make_unique<PoolShared>()) {
   s.results = ShmQueue::create(kResultTag, "pool result", 0, kResultRing, false);
   s.slots_mapping = SharedMapping::create(s.config.processes * sizeof(WorkerSlot), "mp-pool-slots");
   s.slots = static_cast<WorkerSlot*>(s.slots_mapping->data());
+  if (s.config.cancellable) s.claims = SharedMapping::create(kClaims * sizeof(std::uint64_t), "mp-pool-claims");
   s.wake = UniqueFd(static_cast<int>(sys("eventfd", [] { return ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); })));
   s.workers.resize(s.config.processes);
   try {
@@ -491,7 +521,18 @@ std::uint64_t PoolCore::add_job(std::shared_ptr<Job> job) {
   }
   const auto id = s_->next_job++;
   s_->jobs.emplace(id, std::move(job));
+  if (s_->claims) claim_word(*s_->claims, id).store(id << 2 | kQueued, std::memory_order_relaxed);
   return id;
+}
+
+bool PoolCore::try_cancel(std::uint64_t id) {
+  if (!s_->claims) return false;
+  auto expected = id << 2 | kQueued;
+  return claim_word(*s_->claims, id).compare_exchange_strong(expected, id << 2 | kCancelled);
+}
+
+bool PoolCore::taken(std::uint64_t id) const {
+  return s_->claims && claim_word(*s_->claims, id).load(std::memory_order_relaxed) == (id << 2 | kTaken);
 }
 
 void PoolCore::put_task(std::span<const std::byte> message) { s_->tasks->put(message, std::nullopt); }

@@ -14,7 +14,9 @@
 
 #include "mp/connection.hpp"
 #include "mp/context.hpp"
+#include "mp/dummy.hpp"
 #include "mp/errors.hpp"
+#include "mp/futures.hpp"
 #include "mp/listener.hpp"
 #include "mp/os.hpp"
 #include "mp/pool.hpp"

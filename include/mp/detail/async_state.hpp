@@ -213,6 +213,10 @@ class MapState : public AsyncState<std::vector<R>> {
   void deliver(std::uint32_t index, InputArchive& ar) override {
     std::vector<R> part;
     load_value(ar, part);
+    deliver_values(index, std::move(part));
+  }
+  /// Chunk `index`'s results, computed in this process (thread pools).
+  void deliver_values(std::uint32_t index, std::vector<R> part) {
     bool complete = false;
     {
       std::lock_guard g(this->mu_);
@@ -247,6 +251,8 @@ class StreamState : public Job {
     load_value(ar, part);
     settle(index, std::move(part));
   }
+  /// Chunk `index`'s results, computed in this process (thread pools).
+  void deliver_values(std::uint32_t index, std::vector<R> part) { settle(index, std::move(part)); }
   void fail(std::uint32_t index, std::exception_ptr error) override { settle(index, std::move(error)); }
   bool finished() const override {
     std::lock_guard g(mu_);

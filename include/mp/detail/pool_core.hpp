@@ -157,6 +157,9 @@ struct PoolConfig {
   std::size_t max_memory_per_child = 0;  // bytes of RSS; 0 = no cap
   DeathError death_error = DeathError::process_error;
   const char* what = "Pool";             // for messages
+  /// Tasks can be withdrawn until a worker takes them (executors' Future::cancel): a
+  /// table in shared memory where a worker claims each task before running it.
+  bool cancellable = false;
 };
 
 struct PoolShared;
@@ -185,6 +188,12 @@ class PoolCore {
   void join();
   /// Stops at once: workers killed, unfinished jobs failed.
   void terminate();
+
+  /// cancellable pools: withdraws job `id`'s task if no worker has taken it yet (the
+  /// worker will skip it). False if it runs or ran.
+  bool try_cancel(std::uint64_t id);
+  /// cancellable pools: a worker has taken job `id`'s task (it runs or ran).
+  bool taken(std::uint64_t id) const;
 
   bool closed() const noexcept;
   std::size_t processes() const noexcept;
