@@ -14,7 +14,8 @@ ProcessPoolExecutor::ProcessPoolExecutor(ProcessPoolExecutorOptions options)
           .max_memory_per_child = options.max_memory_per_child,
           .death_error = detail::DeathError::broken_process_pool,
           .what = "ProcessPoolExecutor",
-          .cancellable = true})) {}
+          .cancellable = true,
+          .on_progress = {}})) {}
 
 ProcessPoolExecutor::~ProcessPoolExecutor() {
   if (!core_) return;

@@ -264,6 +264,18 @@ struct PoolShared {
   std::exception_ptr broken;  // the initializer failed
   bool joined = false;
 
+  std::atomic<std::size_t> sent{0}, settled{0};  // tasks, for on_progress
+
+  void progressed() {
+    const auto done = ++settled;
+    if (config.on_progress) {
+      try {
+        config.on_progress(done, sent.load());
+      } catch (...) {
+      }
+    }
+  }
+
   std::thread result_thread, supervisor_thread;
   std::atomic<bool> supervisor_done{false};
 
@@ -350,6 +362,7 @@ struct PoolShared {
       } catch (...) {
         job->fail(h.index, std::current_exception());
       }
+      progressed();
       forget_if_finished(h.job, *job);
     }
   }
@@ -535,7 +548,10 @@ bool PoolCore::taken(std::uint64_t id) const {
   return s_->claims && claim_word(*s_->claims, id).load(std::memory_order_relaxed) == (id << 2 | kTaken);
 }
 
-void PoolCore::put_task(std::span<const std::byte> message) { s_->tasks->put(message, std::nullopt); }
+void PoolCore::put_task(std::span<const std::byte> message) {
+  s_->tasks->put(message, std::nullopt);
+  ++s_->sent;
+}
 
 void PoolCore::drop_job(std::uint64_t id) {
   std::lock_guard g(s_->mu);
@@ -618,7 +634,9 @@ Pool::Pool(PoolOptions options)
           .task_timeout = options.task_timeout,
           .max_memory_per_child = options.max_memory_per_child,
           .death_error = detail::DeathError::process_error,
-          .what = "Pool"})) {}
+          .what = "Pool",
+          .cancellable = false,
+          .on_progress = std::move(options.on_progress)})) {}
 
 Pool::~Pool() = default;  // PoolCore's destructor: terminate unless closed, then join
 

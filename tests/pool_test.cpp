@@ -333,3 +333,30 @@ TEST(Pool, WorkersDieWithTheirOwnerEvenBySigkill) {
   owner.join();
   for (pid_t pid : pids) EXPECT_TRUE(mp_test::wait_gone(pid, 5000ms)) << pid;
 }
+
+TEST(Pool, OnProgressCountsEveryTask) {
+  std::atomic<std::size_t> last_done{0}, calls{0};
+  mp::Pool pool({.processes = 2, .on_progress = [&](std::size_t done, std::size_t total) {
+                   ++calls;
+                   last_done = done;
+                   EXPECT_LE(done, total);
+                 }});
+  pool.map(square, std::views::iota(0, 100), 10);  // 10 tasks
+  for (int i = 0; i < 100 && last_done < 10; ++i) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(last_done.load(), 10u);
+  EXPECT_EQ(calls.load(), 10u);
+}
+
+TEST(Progress, ForwardsEveryElementAndDrawsNothingWithoutATerminal) {
+  mp::Pool pool(2);
+  mp_test::CaptureStderr err;  // a file, not a terminal
+  long sum = 0;
+  auto results = pool.imap(square, std::views::iota(0, 50));
+  EXPECT_EQ(results.size(), 50u);
+  for (int x : mp::progress(results, "squares")) sum += x;
+  std::vector<int> v{1, 2, 3};
+  for (int& x : mp::progress(v)) x *= 2;  // by reference
+  EXPECT_EQ(v, (std::vector<int>{2, 4, 6}));
+  EXPECT_EQ(sum, 40425);
+  EXPECT_EQ(err.text(), "");
+}

@@ -345,7 +345,7 @@ class Pool {
           },
           state);
     }
-    return IMapIterator<R>(std::move(state));
+    return IMapIterator<R>(std::move(state), all->size());
   }
 
   std::unique_ptr<detail::ThreadWorkers> workers_;

@@ -21,6 +21,7 @@
 #include "mp/os.hpp"
 #include "mp/pool.hpp"
 #include "mp/process.hpp"
+#include "mp/progress.hpp"
 #include "mp/queues.hpp"
 #include "mp/sharedctypes.hpp"
 #include "mp/synchronize.hpp"

@@ -46,6 +46,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <optional>
@@ -89,6 +90,9 @@ struct PoolOptions {
   std::optional<Context> context{};  ///< start method; unset = the program's
   std::optional<std::chrono::nanoseconds> task_timeout{};  ///< per task; unset = none
   std::size_t max_memory_per_child = 0;                    ///< bytes of RSS; 0 = no cap
+  /// Called after every task (a map chunk is one task) with (tasks done, tasks sent), in
+  /// the pool's result thread. mp::progress() (progress.hpp) draws a bar instead.
+  std::function<void(std::size_t done, std::size_t total)> on_progress{};
 };
 
 /// Keyword arguments of apply_async / map_async / starmap_async.
@@ -138,7 +142,11 @@ class AsyncResult {
 template <class R>
 class IMapIterator {
  public:
-  explicit IMapIterator(std::shared_ptr<detail::StreamState<R>> s) : s_(std::move(s)) {}
+  explicit IMapIterator(std::shared_ptr<detail::StreamState<R>> s, std::size_t size)
+      : s_(std::move(s)), size_(size) {}
+
+  /// How many results there will be in all (mp::progress uses it).
+  std::size_t size() const noexcept { return size_; }
 
   /// The next result; nullopt after the last. Rethrows a failed task's error.
   std::optional<R> next() { return s_->next(std::nullopt); }
@@ -171,6 +179,7 @@ class IMapIterator {
 
  private:
   std::shared_ptr<detail::StreamState<R>> s_;
+  std::size_t size_;
 };
 
 namespace detail {
@@ -333,7 +342,7 @@ class Pool {
     std::vector<In> all(std::ranges::begin(items), std::ranges::end(items));
     auto state = std::make_shared<detail::StreamState<R>>((all.size() + chunksize - 1) / chunksize, Ordered);
     if (!all.empty()) send_chunks<detail::ChunkRunner<Fn, In, false>>(state, static_cast<const Fn&>(f), all, chunksize);
-    return IMapIterator<R>(std::move(state));
+    return IMapIterator<R>(std::move(state), all.size());
   }
 
   template <class Runner, class Fn, class In>

@@ -137,7 +137,7 @@ class Value {
   /// The shared value, by reference (not synchronized; see get_lock()).
   T& value() const { return *checked().data(); }
   /// The object's RLock. Throws mp::ValueError if it was made with lock = false.
-  RLock& get_lock() {
+  RLock& get_lock() const {
     if (!lock_) throw ValueError("this Value was created with lock = false: it has no lock");
     return *lock_;
   }
@@ -164,7 +164,7 @@ class Value {
     return block_;
   }
   detail::SharedBlock<T> block_;
-  std::optional<RLock> lock_;
+  mutable std::optional<RLock> lock_;  // a handle: locking it changes shared memory, not this object
 };
 
 /// multiprocessing.RawValue: a Value without a lock.
@@ -202,7 +202,7 @@ class Array {
   T* begin() const { return span().data(); }
   T* end() const { return span().data() + size(); }
   /// The object's RLock. Throws mp::ValueError if it was made with lock = false.
-  RLock& get_lock() {
+  RLock& get_lock() const {
     if (!lock_) throw ValueError("this Array was created with lock = false: it has no lock");
     return *lock_;
   }
@@ -226,7 +226,7 @@ class Array {
     return block_;
   }
   detail::SharedBlock<T> block_;
-  std::optional<RLock> lock_;
+  mutable std::optional<RLock> lock_;  // a handle: locking it changes shared memory, not this object
 };
 
 /// multiprocessing.RawArray: an Array without a lock.

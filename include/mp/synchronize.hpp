@@ -306,7 +306,7 @@ struct BarrierOptions {
   /// children under every start method. If it throws, the barrier breaks.
   void (*action)() = nullptr;
   /// The default timeout of wait(); none if empty.
-  std::optional<std::chrono::nanoseconds> timeout;
+  std::optional<std::chrono::nanoseconds> timeout{};
 };
 
 /// multiprocessing.Barrier: `parties` processes (or threads) wait until all have called

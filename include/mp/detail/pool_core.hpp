@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -160,6 +161,8 @@ struct PoolConfig {
   /// Tasks can be withdrawn until a worker takes them (executors' Future::cancel): a
   /// table in shared memory where a worker claims each task before running it.
   bool cancellable = false;
+  /// Called (in the result thread) after every task settles: (tasks settled, tasks sent).
+  std::function<void(std::size_t, std::size_t)> on_progress;
 };
 
 struct PoolShared;
