@@ -5,6 +5,8 @@
 //   {"workload": W, "impl": "mp_...", "metric": UNIT, "value": V, "params": {...}}
 // V is printed like the C peers print it (%.6g; null when the impl failed, with
 // params.error), extra figures in params with 4 significant digits (the peers' sig(x, 4)).
+// The channel workloads also use the placement helpers (Placement, placements(),
+// AffinityGuard) and Child (a daemon mp::Process that is killed if the benchmark fails).
 #pragma once
 
 #include <fcntl.h>
@@ -30,6 +32,8 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "mp/process.hpp"
 
 #ifndef MP_BENCH_VERSION
 #define MP_BENCH_VERSION "unknown"
@@ -245,6 +249,103 @@ inline const char* pingpong_metric() {
   return p == "cross_cpu" ? "us" : p == "same_cpu" ? "us_same_cpu" : "us_unpinned";
 }
 
+// ---- CPU placement chosen by mp_bench (the channel workloads) -------------------------
+//
+// run_peers runs every two-process program with PEERS_PIN set (pingpong_small twice:
+// cross-CPU and same-CPU). mp_bench runs all its impls in one process and is usually run
+// without PEERS_PIN, so it makes run_peers' choice itself: with PEERS_PIN unset, the
+// channel workloads run under the placements run_peers would give them (the first two
+// CPUs of the affinity mask: "P,C" cross-CPU, "P,P" same-CPU; unpinned when only one
+// CPU is allowed); PEERS_PIN="P,C" runs that placement alone; PEERS_PIN set to anything
+// else (PEERS_PIN= for instance) runs unpinned, as the C peers read it.
+
+/// Where the parent and the child of a two-process workload run (-1: not pinned).
+struct Placement {
+  int parent = -1;
+  int child = -1;
+  bool pinned() const { return parent >= 0 && child >= 0; }
+  /// "cross_cpu", "same_cpu" or "unpinned" (params.placement, as the peers).
+  const char* name() const { return !pinned() ? "unpinned" : parent == child ? "same_cpu" : "cross_cpu"; }
+  /// pingpong_small's metric: "us", "us_same_cpu" or "us_unpinned".
+  const char* pingpong_metric() const {
+    const std::string_view p = name();
+    return p == "cross_cpu" ? "us" : p == "same_cpu" ? "us_same_cpu" : "us_unpinned";
+  }
+  /// "P,C" as PEERS_PIN spells it; "" when unpinned.
+  std::string pin() const { return pinned() ? std::to_string(parent) + "," + std::to_string(child) : std::string(); }
+};
+
+/// The CPUs the calling thread may run on, in increasing order (its affinity mask).
+inline std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> out;
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return out;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) out.push_back(c);
+  return out;
+}
+
+/// run_peers' cross-CPU placement: parent on the first allowed CPU, child on the second;
+/// unpinned when only one CPU is allowed (run_peers' PIN_CROSS="").
+inline Placement cross_cpu_placement() {
+  const auto cpus = allowed_cpus();
+  if (cpus.size() < 2) return {};
+  return {cpus[0], cpus[1]};
+}
+/// run_peers' same-CPU placement: both on the first allowed CPU.
+inline Placement same_cpu_placement() {
+  const auto cpus = allowed_cpus();
+  if (cpus.empty()) return {};
+  return {cpus[0], cpus[0]};
+}
+
+/// PEERS_PIN as the C peers read it: "P,C" pins, anything else runs unpinned; nullopt
+/// when the variable is not set at all.
+inline std::optional<Placement> env_placement() {
+  const char* e = std::getenv("PEERS_PIN");
+  if (!e) return std::nullopt;
+  int a = -1, b = -1;
+  if (!*e || std::sscanf(e, "%d,%d", &a, &b) != 2 || a < 0 || b < 0) return Placement{};
+  return Placement{a, b};
+}
+
+/// The placements a two-process workload runs under: PEERS_PIN's alone when it is set,
+/// else `defaults` (run_peers' choice for that workload).
+inline std::vector<Placement> placements(std::vector<Placement> defaults) {
+  if (auto p = env_placement()) return {*p};
+  return defaults;
+}
+
+/// Pins the calling thread (the whole process when it has one thread) to `cpu`;
+/// nothing for -1. Throws if the kernel refuses.
+inline void pin_self(int cpu) {
+  if (cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (::sched_setaffinity(0, sizeof set, &set) != 0) {
+    throw std::system_error(errno, std::generic_category(), "sched_setaffinity(CPU " + std::to_string(cpu) + ")");
+  }
+}
+
+/// Puts the caller's CPU affinity back when it goes out of scope: mp_bench runs every
+/// impl in one process, and a pinned parent must not leave the next impls (or the next
+/// workloads' children, which inherit the mask) pinned.
+class AffinityGuard {
+ public:
+  AffinityGuard() { ok_ = ::sched_getaffinity(0, sizeof saved_, &saved_) == 0; }
+  ~AffinityGuard() {
+    if (ok_) ::sched_setaffinity(0, sizeof saved_, &saved_);
+  }
+  AffinityGuard(const AffinityGuard&) = delete;
+  AffinityGuard& operator=(const AffinityGuard&) = delete;
+
+ private:
+  cpu_set_t saved_{};
+  bool ok_ = false;
+};
+
 // ---- misc --------------------------------------------------------------------------
 
 /// A positive integer from the environment, or `fallback` when unset or not one.
@@ -285,6 +386,53 @@ struct Failure : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// Throws unless both CPUs of a pinned placement are in the caller's affinity mask: a
+/// child that cannot pin itself would otherwise leave a parent waiting on a queue hang.
+inline void check_placement(const Placement& p) {
+  if (!p.pinned()) return;
+  const auto cpus = allowed_cpus();
+  for (int c : {p.parent, p.child}) {
+    if (std::find(cpus.begin(), cpus.end(), c) == cpus.end()) {
+      throw Failure("PEERS_PIN=" + p.pin() + ": CPU " + std::to_string(c) + " is not in this process's affinity mask");
+    }
+  }
+}
+
+/// The child of a two-process workload (a daemon mp::Process, so it dies with the
+/// benchmark whatever happens), started at construction. finish() waits for it to end
+/// by itself (once told to stop) and checks its exit code; leaving early (an exception)
+/// kills and joins it.
+class Child {
+ public:
+  explicit Child(mp::Process p) : p_(std::move(p)) { p_.start(); }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child() {
+    if (done_) return;
+    try {
+      p_.kill();
+      p_.join();
+    } catch (...) {
+    }
+  }
+  void finish(std::chrono::seconds timeout = std::chrono::seconds(10)) {
+    if (!p_.join(timeout)) throw Failure("the child did not end within " + std::to_string(timeout.count()) + " s");
+    done_ = true;
+    const auto code = p_.exitcode();
+    if (code != 0) throw Failure("the child ended with exitcode " + std::to_string(code.value_or(-999)));
+  }
+
+ private:
+  mp::Process p_;
+  bool done_ = false;
+};
+
+/// A failure whose null line(s) the impl has printed itself (a workload that prints
+/// several metrics, one of which failed): main.cpp only reports it and sets the status.
+struct Reported : Failure {
+  using Failure::Failure;
+};
+
 // ---- the workload table ------------------------------------------------------------
 
 struct Workload {
@@ -299,5 +447,8 @@ struct Workload {
 Workload process_start_join_workload();
 Workload fib_speedup_workload();
 Workload worker_memory_workload();
+Workload pingpong_small_workload();
+Workload queue_throughput_workload();
+Workload bulk_transfer_workload();
 
 }  // namespace bench

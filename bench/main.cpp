@@ -27,7 +27,8 @@
 namespace {
 
 std::vector<bench::Workload> workloads() {
-  return {bench::process_start_join_workload(), bench::fib_speedup_workload(), bench::worker_memory_workload()};
+  return {bench::pingpong_small_workload(),     bench::queue_throughput_workload(), bench::bulk_transfer_workload(),
+          bench::process_start_join_workload(), bench::fib_speedup_workload(),     bench::worker_memory_workload()};
 }
 
 // The watchdog's line, made before the impl starts (the handler only write()s it).
@@ -53,7 +54,8 @@ int usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--list] [WORKLOAD[:IMPL[,IMPL...]] ...]\n"
                "  no argument: every workload. JSON lines on stdout.\n"
-               "  env: MP_BENCH_FIB_N (fib_speedup's n, default 40), MP_BENCH_TIMEOUT (s per impl, 120)\n",
+               "  env: MP_BENCH_FIB_N (fib_speedup's n, default 40), MP_BENCH_TIMEOUT (s per impl, 120),\n"
+               "       PEERS_PIN=P,C (channel workloads' CPUs; unset: run_peers' placements, README.md)\n",
                argv0);
   return 2;
 }
@@ -128,6 +130,9 @@ int main(int argc, char** argv) {
       ::alarm(static_cast<unsigned>(g_timeout_s));
       try {
         w->run(impl);
+      } catch (const bench::Reported& e) {  // its null line(s) are out already
+        std::fprintf(stderr, "mp_bench: %s/%s: %s\n", w->name, impl.c_str(), e.what());
+        status = 1;
       } catch (const std::exception& e) {
         std::fprintf(stderr, "mp_bench: %s/%s: %s\n", w->name, impl.c_str(), e.what());
         bench::emit_failure(w->name, impl, w->failure_metric, e.what());

@@ -30,14 +30,26 @@ struct Example {
   const char* shows;
 };
 
-// The seeds' order. S4-1 shares its twin with S0-2; S1-3 and S3-3 share S0-5's. A
-// row named "Sn:lines" twins prose of seed Sn that has no code of its own.
+// The seeds' order. S4-1 shares its twin with S0-2; S1-3 and S3-3 share S0-5's; S2-5
+// and S4-5 share S0-3's. A row named "Sn:lines" twins prose of seed Sn that has no code
+// of its own.
+// A row named "extra" twins no seed: it shows a feature next to the seeds' ones.
 constexpr Example kExamples[] = {
     {"S0-1", "process_one_after_another", "start methods (spawn); one process per item, one after another"},
     {"S0-2 = S4-1", "os_fork", "raw fork: os.fork, os.getpid, os.getppid"},
+    {"S0-3 = S2-5 = S4-5", "pool_apply_async", "a Pool fed with apply_async, then close and join; once per seed (pool sizes 2, cpu_count, 4)"},
+    {"S0-4", "executor_as_completed", "ProcessPoolExecutor(max_workers=3): submit; as_completed gives completion order"},
     {"S0-5 = S1-3 = S3-3", "pipe_child_to_parent", "the docs' Pipe example, once per seed's payload (S3-3: spawn)"},
     {"S0-6", "queue_producer_reader_terminated", "bounded Queue; an endless reader is terminated"},
+    {"S0-7", "shared_memory_named", "named shared memory: create, attach by name in a child (spawn), close, unlink"},
+    {"S1:36-50", "pool_async_results", "AsyncResult: ready, successful, get(timeout), wait; map_async, imap, imap_unordered; callbacks"},
     {"S1-1", "fib_speedup", "CPU-bound speed-up: fib(35) twice serially, then in 2 processes"},
+    {"S1-2", "pool_map_fib", "the same work through Pool(2).map(fib, [35] * 2)"},
+    {"S1:119", "dummy_pool", "multiprocessing.dummy: the same Pool code on processes, then on threads"},
+    {"S1:143", "sync_primitives", "Event, Lock, RLock, Semaphore, Condition between processes"},
+    {"extra", "barrier_phases", "Barrier: phases, its action, a broken barrier and reset()"},
+    {"extra", "lock_holder_died", "a child SIGKILLed holding a Lock: the parent takes it over, holder_died()"},
+    {"S1-4", "sharedctypes_typecodes", "typecodes of Value/Array: the C++ types, sizes and ranges (Linux)"},
     {"S2-1", "process_args", "arguments for the target"},
     {"S2-2", "process_join_blocks", "parent and child run at the same time; join blocks"},
     {"S2-3", "process_daemon", "name, pid, is_alive, daemon"},
@@ -46,12 +58,16 @@ constexpr Example kExamples[] = {
     {"S2:167-172", "pipe_simplex", "Pipe(duplex=False): one end receives, the other sends"},
     {"S3-1", "process_minimal", "the smallest possible process"},
     {"S3-2", "queue_child_to_parent", "Queue, child to parent (spawn)"},
+    {"S3-4", "shared_value", "a shared Value: the child sets it, the parent reads it (spawn)"},
     {"S3-6", "queue_child_to_child", "child to child through a Queue (forkserver)"},
     {"S3-8", "queue_realtime_polling", "reading results while the child runs: Queue, empty, is_alive"},
     {"S3-9", "pipe_realtime_polling", "the same with a Pipe: poll, recv, EOF"},
+    {"S3:235", "event_stop_worker", "stopping an endless worker: through an Event, or terminate()"},
     {"S4-2", "process_start_join_pids", "start/join order, with pids"},
     {"S4-3", "active_children", "many children; cpu_count; active_children; joined at exit"},
     {"S4-4", "process_subclass", "a Process subclass built via its constructor; joined at exit"},
+    {"S4-6", "lock_printer", "a Lock around a print, shared by 4 children; joined at exit"},
+    {"S4-7", "thread_minimal", "a thread: mp::dummy::Process (threading.Thread)"},
 };
 
 // Does `arg` name this example: its program, or one of its seed rows?

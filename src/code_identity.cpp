@@ -83,12 +83,30 @@ ModuleInfo find_module(const std::string& name) {
 
 }  // namespace
 
+CodeRef code_ref_of_uncached(const void* addr);
+
 const std::string& main_build_id() {
   static const std::string id = find_module("").build_id;
   return id;
 }
 
+// Pools name the same few functions for every task: dladdr() (a walk over the loaded
+// modules' symbols) is paid once per address. Modules are never unloaded under a live
+// function pointer, so an entry stays true.
 CodeRef code_ref_of(const void* addr) {
+  static std::mutex mu;
+  static std::unordered_map<const void*, CodeRef> cache;
+  {
+    std::lock_guard g(mu);
+    if (auto it = cache.find(addr); it != cache.end()) return it->second;
+  }
+  CodeRef ref = code_ref_of_uncached(addr);
+  std::lock_guard g(mu);
+  cache.emplace(addr, ref);
+  return ref;
+}
+
+CodeRef code_ref_of_uncached(const void* addr) {
   Dl_info info{};
   link_map* map = nullptr;
   if (!dladdr1(addr, &info, reinterpret_cast<void**>(&map), RTLD_DL_LINKMAP) || !map) {

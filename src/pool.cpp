@@ -12,8 +12,9 @@
 //    dies or retires (maxtasksperchild, memory cap) is replaced, and the replacement
 //    takes the stop the dead one would have taken; a worker that took a stop is not.
 //  - An initializer that throws would make workers die and be replaced for ever: a
-//    worker that dies before its initializer returned breaks the pool instead (every
-//    unfinished task fails, no more workers are started).
+//    worker whose initializer threw breaks the pool instead (every unfinished task fails,
+//    no more workers are started). A worker killed from outside while it initializes is
+//    just replaced.
 //  - Threads: the result thread runs the jobs' callbacks, so join()/terminate() from a
 //    callback would wait for themselves: they raise mp::ValueError there.
 #include "mp/detail/pool_core.hpp"
@@ -53,7 +54,7 @@ constexpr std::size_t kResultRing = std::size_t{16} << 20;
 
 // What a worker is doing, in shared memory, one per worker slot.
 struct alignas(64) WorkerSlot {
-  enum State : std::uint32_t { initializing = 0, running = 1, stopped = 2, retiring = 3 };
+  enum State : std::uint32_t { initializing = 0, running = 1, stopped = 2, retiring = 3, init_failed = 4 };
   std::atomic<std::uint32_t> busy{0};
   std::atomic<std::uint32_t> index{0};
   std::atomic<std::uint64_t> job{0};
@@ -159,7 +160,14 @@ void pool_worker_main(WorkerArgs args) {
   auto tasks = ShmQueue::attach(args.tasks, kTaskTag, "pool task");
   auto results = ShmQueue::attach(args.results, kResultTag, "pool result");
   auto& slot = static_cast<WorkerSlot*>(args.slots->data())[args.slot];
-  if (args.initializer) args.initializer->call();
+  if (args.initializer) {
+    try {
+      args.initializer->call();
+    } catch (...) {
+      slot.state.store(WorkerSlot::init_failed, std::memory_order_release);
+      throw;  // the bootstrap reports it and exits 1
+    }
+  }
   slot.state.store(WorkerSlot::running, std::memory_order_release);
 
   std::vector<std::byte> task, out;
@@ -447,7 +455,7 @@ struct PoolShared {
       pool_state = state;
     }
     if (pool_state == State::terminated || state_now == WorkerSlot::stopped) return;
-    if (state_now == WorkerSlot::initializing) {
+    if (state_now == WorkerSlot::init_failed) {
       auto error = std::make_exception_ptr(ProcessError(std::string("the ") + config.what +
                                                         "'s initializer failed in a worker (pid " +
                                                         std::to_string(pid) + ", " + describe_end(code) +
@@ -549,8 +557,13 @@ bool PoolCore::taken(std::uint64_t id) const {
 }
 
 void PoolCore::put_task(std::span<const std::byte> message) {
-  s_->tasks->put(message, std::nullopt);
-  ++s_->sent;
+  ++s_->sent;  // before: its result may be in before put() returns
+  try {
+    s_->tasks->put(message, std::nullopt);
+  } catch (...) {
+    --s_->sent;
+    throw;
+  }
 }
 
 void PoolCore::drop_job(std::uint64_t id) {

@@ -30,6 +30,7 @@
 #include "mp/context.hpp"
 #include "mp/detail/sys.hpp"
 #include "process_internal.hpp"
+#include "resource_tracker.hpp"
 
 namespace mp {
 namespace detail {
@@ -245,6 +246,7 @@ void Process::start() {
   detail::reap_orphans();
   std::call_once(detail::g_atexit_once, [] { std::atexit(detail::join_children_at_exit); });
 
+  detail::resource_tracker::before_child();  // the child is born holding the tree's tracker
   auto state = std::make_shared<detail::ProcessState>();
   state->daemon = options_.daemon;
   switch (method) {

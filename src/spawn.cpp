@@ -4,6 +4,7 @@
 //
 // The payload is a cereal archive (archive.hpp):
 //   magic, main executable's build-id, the program's start method,
+//   whether the tree's resource tracker's descriptor travels + its index,
 //   name, daemon, identity, parent pid and name,
 //   subclass name ("" = plain Process) + the members its `serialize` lists,
 //   whether a target follows + the target (callable.hpp).
@@ -30,6 +31,7 @@
 #include "mp/context.hpp"
 #include "mp/detail/sys.hpp"
 #include "process_internal.hpp"
+#include "resource_tracker.hpp"
 
 namespace mp::detail {
 namespace {
@@ -144,6 +146,13 @@ std::vector<std::byte> make_child_payload(Process& p, std::vector<int>& fds) {
   OutputArchive ar(out, &fds);
   auto [program_method, method_set] = start_method_state();
   ar(kPayloadMagic, main_build_id(), static_cast<std::uint8_t>(program_method), method_set);
+  // The tree's resource tracker (resource_tracker.cpp), so the child belongs to it.
+  const int tracker = resource_tracker::fd();
+  ar(tracker >= 0);
+  if (tracker >= 0) {
+    ar(static_cast<std::uint32_t>(fds.size()));
+    fds.push_back(tracker);
+  }
   ar(p.name(), p.daemon(), ProcessAccess::identity(p));
   ar(static_cast<std::int32_t>(::getpid()), current_process().name());
   ar(type ? type->name : std::string());
@@ -173,6 +182,14 @@ std::vector<std::byte> make_child_payload(Process& p, std::vector<int>& fds) {
       throw SerializationError("corrupt payload: unknown start method");
     }
     inherit_start_method(static_cast<StartMethod>(program_method), method_set);
+    bool has_tracker = false;
+    ar(has_tracker);
+    if (has_tracker) {
+      std::uint32_t index = 0;
+      ar(index);
+      if (index >= fds.size()) throw SerializationError("corrupt payload: no descriptor for the resource tracker");
+      resource_tracker::adopt(fds[index]);
+    }
     std::string name;
     bool daemon = false;
     std::vector<int> identity;

@@ -23,5 +23,6 @@
 #include "mp/process.hpp"
 #include "mp/progress.hpp"
 #include "mp/queues.hpp"
+#include "mp/shared_memory.hpp"
 #include "mp/sharedctypes.hpp"
 #include "mp/synchronize.hpp"

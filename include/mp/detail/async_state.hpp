@@ -99,7 +99,9 @@ class AsyncState : public Job {
     return done_;
   }
 
-  /// Settles the job (the first call wins) and runs the matching callback.
+  /// Settles the job (the first call wins): runs the matching callback, then wakes the
+  /// waiters — as Python's AsyncResult does, so that a callback's effects are visible
+  /// once get() or wait() returns — then runs the on_done() functions.
   void set_value(T value) {
     {
       std::lock_guard g(mu_);
@@ -107,8 +109,7 @@ class AsyncState : public Job {
       value_.emplace(std::move(value));
       done_ = true;
     }
-    cv_.notify_all();
-    run_callbacks();
+    publish();
   }
   void set_error(std::exception_ptr error) {
     {
@@ -117,22 +118,21 @@ class AsyncState : public Job {
       error_ = std::move(error);
       done_ = true;
     }
-    cv_.notify_all();
-    run_callbacks();
+    publish();
   }
 
   /// Blocks until settled or `deadline`; true if settled.
   bool wait_until(const Deadline& deadline) const {
     std::unique_lock g(mu_);
     if (!deadline) {
-      cv_.wait(g, [&] { return done_; });
+      cv_.wait(g, [&] { return published_; });
       return true;
     }
-    return cv_.wait_until(g, *deadline, [&] { return done_; });
+    return cv_.wait_until(g, *deadline, [&] { return published_; });
   }
   bool ready() const {
     std::lock_guard g(mu_);
-    return done_;
+    return published_;
   }
   /// Precondition: ready().
   std::exception_ptr error() const {
@@ -155,7 +155,7 @@ class AsyncState : public Job {
   void on_done(std::function<void()> fn) {
     {
       std::lock_guard g(mu_);
-      if (!done_) {
+      if (!published_) {
         done_callbacks_.push_back(std::move(fn));
         return;
       }
@@ -168,12 +168,7 @@ class AsyncState : public Job {
   mutable std::condition_variable cv_;
 
  private:
-  void run_callbacks() {
-    std::vector<std::function<void()>> done_callbacks;
-    {
-      std::lock_guard g(mu_);
-      done_callbacks.swap(done_callbacks_);
-    }
+  void publish() {
     try {
       if (error_) {
         if (error_callback_) error_callback_(error_);
@@ -183,10 +178,18 @@ class AsyncState : public Job {
     } catch (...) {
       // A callback that throws must not take the pool's result thread down with it.
     }
+    std::vector<std::function<void()>> done_callbacks;
+    {
+      std::lock_guard g(mu_);
+      published_ = true;
+      done_callbacks.swap(done_callbacks_);
+    }
+    cv_.notify_all();
     for (auto& fn : done_callbacks) fn();
   }
 
-  bool done_ = false;
+  bool done_ = false;       // settled (the first of value and error won)
+  bool published_ = false;  // and its callback ran: waiters may go
   std::optional<T> value_;
   std::exception_ptr error_;
   AnyCallback callback_;

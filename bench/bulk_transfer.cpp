@@ -1,0 +1,157 @@
+// bench/bulk_transfer.cpp — workload 3 of the peers: 64 MiB from the child to the parent,
+// 1 warm-up then 7 timed transfers, median in GB/s (GB = 1e9 bytes), higher is better.
+// As the peers, one child lives across all the transfers: it fills its 64 MiB source
+// buffer with 0x5a once, then sends it for every "g" from the parent and ends on
+// anything else. Each transfer is timed in the parent from right before its "g" to the
+// moment the whole 64 MiB is in its hands; the parent checks the size and the first and
+// last bytes (cleared before every transfer).
+//
+//   mp_pipe_bytes   mp::Pipe() (duplex): the parent send_bytes("g"); the child
+//                   send_bytes(64 MiB buffer); the parent recv_bytes_into a preallocated,
+//                   pre-faulted 64 MiB buffer (as c_pipe reads into one)
+//   mp_queue_bytes  mp::Queue<std::vector<unsigned char>> (default 4 MiB ring: the item
+//                   streams through it); "g" over a control mp::Pipe(); the child put()s
+//                   its vector, the parent get()s a new one (as cpython_pipe_bytes gets
+//                   a new bytes object). vector<unsigned char>, not vector<std::byte>:
+//                   the codec copies a vector of an arithmetic type with one memcpy, a
+//                   vector<std::byte> element by element (4x slower to encode here).
+//
+// The child is a daemon mp::Process started with the default method (fork). Placement:
+// cross-CPU, as run_peers runs it, unless PEERS_PIN says otherwise; params.placement.
+// Peers: cpython_pipe_bytes, cpython_shared_memory, c_pipe, c_memcpy (the limit).
+#include <algorithm>
+#include <cstring>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "mp/connection.hpp"
+#include "mp/context.hpp"
+#include "mp/process.hpp"
+#include "mp/queues.hpp"
+
+namespace bench {
+namespace {
+
+constexpr std::size_t kBytes = std::size_t{64} << 20;
+constexpr int kReps = 7;
+constexpr int kWarmup = 1;
+constexpr unsigned char kFill = 0x5a;
+
+const mp::ProcessOptions kSenderOptions{.name = "bulk-sender", .daemon = true, .start_method = {}};
+
+bool is_go(const std::vector<std::byte>& cmd) { return cmd.size() == 1 && cmd[0] == std::byte{'g'}; }
+
+/// Times kWarmup + kReps transfers: `transfer()` sends "g" and returns once the data is
+/// in; `check()` says whether it arrived whole (`prepare()` clears the checked bytes
+/// first, untimed). The timed ones in GB/s.
+template <class Prepare, class Transfer, class Check>
+std::vector<double> time_transfers(Prepare&& prepare, Transfer&& transfer, Check&& check) {
+  std::vector<double> gbs;
+  for (int r = -kWarmup; r < kReps; ++r) {
+    prepare();
+    const std::uint64_t t0 = now_ns();
+    transfer();
+    const std::uint64_t dt = now_ns() - t0;
+    if (!check()) throw Failure("transfer " + std::to_string(r) + ": wrong data");
+    if (r >= 0) gbs.push_back(static_cast<double>(kBytes) / (static_cast<double>(dt) / 1e9) / 1e9);
+  }
+  return gbs;
+}
+
+std::vector<double> pipe_bytes(const Placement& where, Params& params) {
+  auto [conn, child_end] = mp::Pipe();
+  Child child(mp::Process(
+      kSenderOptions,
+      [cpu = where.child](mp::Connection c) {
+        pin_self(cpu);
+        std::vector<std::byte> src(kBytes, std::byte{kFill});
+        while (is_go(c.recv_bytes())) c.send_bytes(src);
+      },
+      std::move(child_end)));
+  std::vector<std::byte> dst(kBytes);
+  std::memset(dst.data(), 0, kBytes);  // pre-faulted
+  std::size_t got = 0;
+  auto gbs = time_transfers(
+      [&] { dst.front() = dst.back() = std::byte{0}; },
+      [&, &c = conn] {
+        c.send_bytes("g");
+        got = c.recv_bytes_into(dst);
+      },
+      [&] { return got == kBytes && dst.front() == std::byte{kFill} && dst.back() == std::byte{kFill}; });
+  conn.send_bytes("q");
+  child.finish();
+  params.add("how", "child send_bytes(64 MiB std::vector<std::byte>), parent recv_bytes_into(64 MiB buffer)")
+      .add("into", "preallocated buffer (pre-faulted)")
+      .add("channel", "mp::Pipe() (a Unix stream socket pair)");
+  return gbs;
+}
+
+using Bytes = std::vector<unsigned char>;
+
+std::vector<double> queue_bytes(const Placement& where, Params& params) {
+  mp::Queue<Bytes> q;
+  auto [ctl, ctl_child] = mp::Pipe();
+  Child child(mp::Process(
+      kSenderOptions,
+      [cpu = where.child](mp::Connection c, mp::Queue<Bytes> out) {
+        pin_self(cpu);
+        const Bytes src(kBytes, kFill);
+        while (is_go(c.recv_bytes())) out.put(src);
+      },
+      std::move(ctl_child), q));
+  Bytes got;
+  auto gbs = time_transfers(
+      [&] { Bytes().swap(got); },  // the last one is freed untimed
+      [&, &c = ctl] {
+        c.send_bytes("g");
+        got = q.get();
+      },
+      [&] { return got.size() == kBytes && got.front() == kFill && got.back() == kFill; });
+  ctl.send_bytes("q");
+  child.finish();
+  params.add("how", "child put(64 MiB std::vector<unsigned char>), parent get() (a new vector)")
+      .add("into", "new vector from get()")
+      .add("queue_ring_bytes", mp::QueueOptions{}.capacity_bytes)
+      .add("go", "control mp::Pipe()");
+  return gbs;
+}
+
+struct Impl {
+  const char* name;
+  std::vector<double> (*measure)(const Placement&, Params&);
+};
+constexpr Impl kImpls[] = {
+    {"mp_pipe_bytes", pipe_bytes},
+    {"mp_queue_bytes", queue_bytes},
+};
+
+void run(const std::string& name) {
+  const Impl* impl = nullptr;
+  for (const auto& x : kImpls)
+    if (name == x.name) impl = &x;
+  if (!impl) throw Failure("unknown impl " + name);
+
+  const Placement where = placements({cross_cpu_placement()}).front();
+  Params params;
+  params.add("bytes", kBytes).add("reps", kReps).add("warmup_reps", kWarmup).add("stat", "median").raw("GB", "1e9");
+  check_placement(where);
+  std::vector<double> gbs;
+  {
+    AffinityGuard restore;  // the parent's pinning ends with the measurement
+    pin_self(where.parent);
+    gbs = impl->measure(where, params);
+  }
+  params.add("best", *std::max_element(gbs.begin(), gbs.end()))
+      .add("placement", where.name())
+      .add("pin", where.pin())
+      .add("start_method", std::string(mp::to_string(mp::get_start_method())));
+  emit("bulk_transfer", name, "GB_per_s", median(gbs), std::move(params));
+}
+
+}  // namespace
+
+Workload bulk_transfer_workload() { return {"bulk_transfer", {"mp_pipe_bytes", "mp_queue_bytes"}, "GB_per_s", run}; }
+
+}  // namespace bench
