@@ -15,6 +15,12 @@
 //                   a new bytes object). vector<unsigned char>, not vector<std::byte>:
 //                   the codec copies a vector of an arithmetic type with one memcpy, a
 //                   vector<std::byte> element by element (4x slower to encode here).
+//   mp_shared_memory  as cpython_shared_memory: the parent creates a 64 MiB
+//                   mp::SharedMemory (not pre-faulted: the warm-up transfer faults it in)
+//                   and passes its name; the child attaches by name, and on every "g"
+//                   (over an mp::Pipe()) memcpy's its 64 MiB buffer (filled once) into
+//                   buf() and send_bytes a 1-byte "d"; the parent times "g" to "d" and
+//                   checks the first and last bytes of the segment. Unlinked at the end.
 //
 // The child is a daemon mp::Process started with the default method (fork). Placement:
 // cross-CPU, as run_peers runs it, unless PEERS_PIN says otherwise; params.placement.
@@ -30,6 +36,7 @@
 #include "mp/context.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
+#include "mp/shared_memory.hpp"
 
 namespace bench {
 namespace {
@@ -118,6 +125,53 @@ std::vector<double> queue_bytes(const Placement& where, Params& params) {
   return gbs;
 }
 
+std::vector<double> shared_memory(const Placement& where, Params& params) {
+  mp::SharedMemory shm({.name = {}, .create = true, .size = kBytes, .track = true});
+  struct Unlink {  // the segment goes whatever happens (the resource tracker would, later)
+    mp::SharedMemory& s;
+    ~Unlink() {
+      s.close();
+      try {
+        s.unlink();
+      } catch (...) {
+      }
+    }
+  } unlink{shm};
+  auto [conn, child_end] = mp::Pipe();
+  Child child(mp::Process(
+      kSenderOptions,
+      [cpu = where.child](mp::Connection c, std::string name) {
+        pin_self(cpu);
+        const std::vector<unsigned char> src(kBytes, kFill);
+        mp::SharedMemory seg(name);  // attach, as cpython_shared_memory's child
+        const std::span<std::byte> dst = seg.buf();
+        while (is_go(c.recv_bytes())) {
+          std::memcpy(dst.data(), src.data(), kBytes);
+          c.send_bytes("d");
+        }
+        seg.close();
+      },
+      std::move(child_end), shm.name()));
+  const std::span<std::byte> buf = shm.buf();
+  std::vector<std::byte> reply;
+  auto gbs = time_transfers(
+      [&] { buf.front() = buf.back() = std::byte{0}; },
+      [&, &c = conn] {
+        c.send_bytes("g");
+        reply = c.recv_bytes();
+      },
+      [&] {
+        return reply.size() == 1 && reply[0] == std::byte{'d'} && buf.front() == std::byte{kFill} &&
+               buf.back() == std::byte{kFill};
+      });
+  conn.send_bytes("q");
+  child.finish();
+  params.add("how", "child memcpy's 64 MiB into mp::SharedMemory::buf(), then send_bytes(\"d\"); parent waits for it")
+      .add("into", "64 MiB mp::SharedMemory created by the parent (faulted in by the warm-up)")
+      .add("signal", "mp::Pipe()");
+  return gbs;
+}
+
 struct Impl {
   const char* name;
   std::vector<double> (*measure)(const Placement&, Params&);
@@ -125,6 +179,7 @@ struct Impl {
 constexpr Impl kImpls[] = {
     {"mp_pipe_bytes", pipe_bytes},
     {"mp_queue_bytes", queue_bytes},
+    {"mp_shared_memory", shared_memory},
 };
 
 void run(const std::string& name) {
@@ -152,6 +207,6 @@ void run(const std::string& name) {
 
 }  // namespace
 
-Workload bulk_transfer_workload() { return {"bulk_transfer", {"mp_pipe_bytes", "mp_queue_bytes"}, "GB_per_s", run}; }
+Workload bulk_transfer_workload() { return {"bulk_transfer", {"mp_pipe_bytes", "mp_queue_bytes", "mp_shared_memory"}, "GB_per_s", run}; }
 
 }  // namespace bench

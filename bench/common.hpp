@@ -216,8 +216,9 @@ inline std::optional<std::string> proc_status_field(pid_t pid, std::string_view 
 //
 // For the two-process workloads (pingpong_small, queue_throughput, bulk_transfer):
 // PEERS_PIN="P,C" pins the parent to CPU P before it starts the child, and the child
-// pins itself to CPU C first thing; unset, the scheduler places them. The workloads
-// measured so far (process start, fib, worker memory) are unpinned, as the peers'.
+// pins itself to CPU C first thing; unset, the scheduler places them. The other
+// workloads (pools, process start, shared value, fib, worker memory) are unpinned, as
+// the peers'.
 
 /// Pins the calling process to PEERS_PIN's CPU number `which` (0 = parent, 1 = child).
 /// Returns that CPU, or -1 when PEERS_PIN is unset or malformed. Throws if the kernel
@@ -450,5 +451,8 @@ Workload worker_memory_workload();
 Workload pingpong_small_workload();
 Workload queue_throughput_workload();
 Workload bulk_transfer_workload();
+Workload pool_map_trivial_workload();
+Workload pool_apply_async_workload();
+Workload shared_value_locked_incr_workload();
 
 }  // namespace bench

@@ -5,6 +5,11 @@
 // 300 ms later (as the Python peers) the benchmark reads Pss, Rss and
 // Private_Clean + Private_Dirty (USS) from /proc/PID/smaps_rollup of the child and of
 // itself, then kills and joins the child. MiB_pss, lower is better.
+//
+// mp_pool_worker is the peers' pool worker itself: the one worker of an mp::Pool(1)
+// (default start method, fork), idle after one task (pool.apply of a function returning
+// the worker's pid, checked against pool.worker_pids()); read 300 ms after that task
+// returned, the same way; the pool is terminated afterwards.
 // Peers: cpython_pool_worker (fork), cpython_forkserver_worker, cpython_spawn_worker,
 // c_forked_idle_child.
 #include <signal.h>
@@ -15,6 +20,7 @@
 
 #include "common.hpp"
 #include "mp/context.hpp"
+#include "mp/pool.hpp"
 #include "mp/process.hpp"
 
 namespace bench {
@@ -61,7 +67,36 @@ struct BlockUsr1 {
   }
 };
 
+int worker_pid() { return static_cast<int>(::getpid()); }
+
+void pool_worker(const std::string& impl) {
+  mp::Pool pool(1);
+  const pid_t pid = pool.apply(worker_pid);  // the one task
+  const auto pids = pool.worker_pids();
+  if (pids.size() != 1 || pids[0] != pid) {
+    throw Failure("pool.worker_pids() has " + std::to_string(pids.size()) + " pids, not the task's " + std::to_string(pid));
+  }
+  timespec pause_ts{0, 300'000'000};
+  ::nanosleep(&pause_ts, nullptr);
+  const auto child = memory_of(pid);
+  const auto parent = memory_of(::getpid());
+  pool.terminate();
+  pool.join();
+  if (!child || !parent) throw Failure("cannot read /proc/" + std::to_string(pid) + "/smaps_rollup");
+  emit("worker_memory", impl, "MiB_pss", child->pss_mib,
+       Params()
+           .add("start_method", std::string(mp::to_string(mp::get_start_method())))
+           .add("workers", 1)
+           .add("rss_mib", child->rss_mib)
+           .add("uss_mib", child->uss_mib)
+           .add("parent_pss_mib", parent->pss_mib)
+           .add("parent_rss_mib", parent->rss_mib)
+           .add("source", "/proc/PID/smaps_rollup")
+           .add("note", "idle mp::Pool(1) worker after one task (pool.apply returning its pid); read 300 ms later"));
+}
+
 void run(const std::string& impl) {
+  if (impl == "mp_pool_worker") return pool_worker(impl);
   const Method* m = nullptr;
   for (const auto& x : kMethods)
     if (impl == x.impl) m = &x;
@@ -107,7 +142,7 @@ void run(const std::string& impl) {
 }  // namespace
 
 Workload worker_memory_workload() {
-  return {"worker_memory", {"mp_fork_child", "mp_forkserver_child", "mp_spawn_child"}, "MiB_pss", run};
+  return {"worker_memory", {"mp_pool_worker", "mp_fork_child", "mp_forkserver_child", "mp_spawn_child"}, "MiB_pss", run};
 }
 
 }  // namespace bench

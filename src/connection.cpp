@@ -265,7 +265,7 @@ std::size_t Connection::fill(std::size_t want) {
   return got;
 }
 
-Connection::Frame Connection::recv_frame() {
+Connection::Frame Connection::recv_frame(std::span<std::byte> into) {
   check_readable("recv");
   Frame f;
   if (held_) {
@@ -300,20 +300,27 @@ Connection::Frame Connection::recv_frame() {
     f.payload = std::span<const std::byte>(buf_.data() + begin_, length);
     begin_ += length;
   } else {
-    // Large: its own vector. What is already buffered goes first, the rest is read
-    // straight into place.
-    f.owned.resize(length);
-    std::memcpy(f.owned.data(), buf_.data() + begin_, in_buffer);
+    // Large: read straight into the caller's buffer when it fits (recv_bytes_into: no
+    // copy, no fresh memory to fault in), else into its own vector. What is already
+    // buffered goes first.
+    std::byte* dst = nullptr;
+    if (nfds == 0 && into.size() >= length) {
+      dst = into.data();
+    } else {
+      f.owned.resize(length);
+      dst = f.owned.data();
+    }
+    std::memcpy(dst, buf_.data() + begin_, in_buffer);
     begin_ = end_ = 0;
     std::size_t at = in_buffer;
     while (at < length) {
-      ssize_t n = detail::sys_nothrow([&] { return ::read(fd_.get(), f.owned.data() + at, length - at); });
+      ssize_t n = detail::sys_nothrow([&] { return ::read(fd_.get(), dst + at, length - at); });
       if (n == -ECONNRESET) n = 0;
       if (n < 0) detail::throw_os_error("read", static_cast<int>(-n));
       if (n == 0) broken("truncated frame: the other end closed in the middle of a message");
       at += static_cast<std::size_t>(n);
     }
-    f.payload = f.owned;
+    f.payload = std::span<const std::byte>(dst, length);
   }
   if (nfds) {
     if (pending_fds_.size() < nfds) broken("corrupt frame: announced descriptors did not arrive");
@@ -345,7 +352,7 @@ std::vector<std::byte> Connection::recv_bytes(std::optional<std::size_t> maxleng
 
 std::size_t Connection::recv_bytes_into(std::span<std::byte> buf, std::size_t offset) {
   if (offset > buf.size()) throw ValueError("Connection::recv_bytes_into: offset is past the end of the buffer");
-  Frame f = recv_frame();
+  Frame f = recv_frame(buf.subspan(offset));
   release_frame(f);
   const std::size_t n = f.payload.size();
   if (n > buf.size() - offset) {
@@ -356,7 +363,7 @@ std::size_t Connection::recv_bytes_into(std::span<std::byte> buf, std::size_t of
                          " bytes) does not fit in the buffer (" + std::to_string(buf.size() - offset) +
                          " bytes from offset); it stays readable");
   }
-  if (n) std::memcpy(buf.data() + offset, f.payload.data(), n);
+  if (n && f.payload.data() != buf.data() + offset) std::memcpy(buf.data() + offset, f.payload.data(), n);
   return n;
 }
 

@@ -156,6 +156,25 @@ TEST(Connection, LargeMessagesRoundTrip) {
   writer.join();
 }
 
+TEST(Connection, LargeMessagesGoStraightIntoTheCallersBuffer) {
+  auto [a, b] = mp::Pipe();
+  std::vector<std::byte> raw(3'000'000);
+  for (std::size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<std::byte>(i * 7);
+  std::thread writer([&] {
+    a.send_bytes(raw);
+    a.send_bytes(raw);
+    a.send(std::vector<std::byte>(raw.begin(), raw.begin() + 1000));  // typed bytes: one block
+  });
+  std::vector<std::byte> into(raw.size() + 16);
+  EXPECT_EQ(b.recv_bytes_into(into, 16), raw.size());
+  EXPECT_EQ(std::memcmp(into.data() + 16, raw.data(), raw.size()), 0);
+  std::vector<std::byte> small(100);
+  EXPECT_THROW(b.recv_bytes_into(small), mp::BufferTooShort);  // too long: stays readable
+  EXPECT_EQ(b.recv_bytes(), raw);
+  EXPECT_EQ(b.recv<std::vector<std::byte>>(), std::vector<std::byte>(raw.begin(), raw.begin() + 1000));
+  writer.join();
+}
+
 TEST(Connection, ClosedConnectionRefusesEverything) {
   auto [a, b] = mp::Pipe();
   a.close();

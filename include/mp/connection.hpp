@@ -149,7 +149,8 @@ class Connection {
   void check_readable(const char* what) const;
   void check_writable(const char* what) const;
   void send_frame(std::vector<std::byte>& frame_with_header_room, std::span<const int> fds);
-  Frame recv_frame();
+  /// Reads one frame; a large payload lands in `into` when it fits there (no copy).
+  Frame recv_frame(std::span<std::byte> into = {});
   void release_frame(Frame& f) noexcept;
   bool poll_for(std::optional<std::chrono::nanoseconds> timeout);
   std::size_t fill(std::size_t want);  // reads at least `want` more bytes into the buffer

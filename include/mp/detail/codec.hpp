@@ -49,6 +49,20 @@
 
 namespace mp::detail {
 
+// Bytes travel as one block (cereal's own vector code copies only arithmetic elements in
+// one go, and std::byte is an enum). The bytes on the wire are the same either way:
+// the size, then one byte per element.
+inline void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const std::vector<std::byte>& v) {
+  ar(cereal::make_size_tag(static_cast<cereal::size_type>(v.size())));
+  ar.saveBinary(v.data(), v.size());
+}
+inline void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, std::vector<std::byte>& v) {
+  cereal::size_type n = 0;
+  ar(cereal::make_size_tag(n));  // refused if larger than the bytes left
+  v.resize(static_cast<std::size_t>(n));
+  ar.loadBinary(v.data(), v.size());
+}
+
 template <class T>
 struct is_std_array : std::false_type {};
 template <class T, std::size_t N>
