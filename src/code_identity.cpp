@@ -90,6 +90,23 @@ const std::string& main_build_id() {
   return id;
 }
 
+std::uint64_t main_build_hash() {
+  static const std::uint64_t hash = [] {
+    std::uint64_t h = 1469598103934665603ull;  // FNV-1a
+    for (unsigned char c : main_build_id()) h = (h ^ c) * 1099511628211ull;
+    return h;
+  }();
+  return hash;
+}
+
+void CodeRef::check_main_build_hash(std::uint64_t hash) {
+  if (hash != main_build_hash()) {
+    throw SerializationError("a function of another build of the main executable cannot be called here");
+  }
+}
+
+void CodeRef::throw_bad_code_ref() { throw SerializationError("corrupt function identity"); }
+
 // Pools name the same few functions for every task: dladdr() (a walk over the loaded
 // modules' symbols) is paid once per address. Modules are never unloaded under a live
 // function pointer, so an entry stays true.
@@ -124,6 +141,10 @@ CodeRef code_ref_of_uncached(const void* addr) {
 }
 
 const void* resolve_code_ref(const CodeRef& ref) {
+  if (ref.module.empty()) {  // the main executable: its build was checked when the ref was read
+    static const std::uintptr_t base = find_module("").base;
+    return reinterpret_cast<const void*>(base + ref.offset);
+  }
   ModuleInfo m = find_module(ref.module);
   if (!m.found) {
     throw SerializationError("the child cannot find module '" + ref.module + "' that holds the target");

@@ -119,17 +119,11 @@ std::size_t resident_bytes() {
   return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
 }
 
-// The runner a task names, resolved once per distinct identity in this worker.
+// The runner a task names (cheap: a function of the main executable is its offset).
 TaskRunner resolve_runner(InputArchive& in) {
-  static std::unordered_map<std::string, TaskRunner> cache;
   CodeRef ref;
   in(ref);
-  std::string key = ref.module;
-  key.append(reinterpret_cast<const char*>(&ref.offset), sizeof ref.offset);
-  if (auto it = cache.find(key); it != cache.end()) return it->second;
-  auto runner = reinterpret_cast<TaskRunner>(const_cast<void*>(resolve_code_ref(ref)));
-  cache.emplace(std::move(key), runner);
-  return runner;
+  return reinterpret_cast<TaskRunner>(const_cast<void*>(resolve_code_ref(ref)));
 }
 
 // Writes the error the current exception describes after `header`.
