@@ -322,7 +322,7 @@ class Pool {
   AsyncResult<std::vector<R>> submit_chunks(const Fn& f, Range& items, AsyncOptions options) {
     detail::check_task_callable<Fn>();
     check_callback<std::vector<R>>(options);
-    std::vector<In> all(std::ranges::begin(items), std::ranges::end(items));
+    auto [all, storage] = view_of<In>(items);
     const std::size_t chunksize =
         options.chunksize ? options.chunksize : detail::default_chunksize(all.size(), core().processes());
     auto state = std::make_shared<detail::MapState<R>>(all.size(), chunksize, std::move(options.callback),
@@ -332,6 +332,20 @@ class Pool {
     return AsyncResult<std::vector<R>>(std::move(state));
   }
 
+  // The items as a contiguous span: the range itself when it is contiguous (no copy),
+  // else a vector made from it (kept in the second member).
+  template <class In, class Range>
+  static std::pair<std::span<const In>, std::vector<In>> view_of(Range& items) {
+    if constexpr (std::ranges::contiguous_range<Range> && std::ranges::sized_range<Range> &&
+                  std::is_same_v<std::remove_cv_t<std::ranges::range_value_t<Range>>, In>) {
+      return {std::span<const In>(std::ranges::data(items), std::ranges::size(items)), {}};
+    } else {
+      std::vector<In> v(std::ranges::begin(items), std::ranges::end(items));
+      std::span<const In> s(v.data(), v.size());
+      return {s, std::move(v)};  // moving a vector keeps its buffer: the span stays valid
+    }
+  }
+
   template <bool Ordered, class F, class Range>
   auto submit_stream(F&& f, Range&& items, std::size_t chunksize) {
     using In = std::ranges::range_value_t<Range>;
@@ -339,24 +353,21 @@ class Pool {
     using R = detail::map_result_t<F, In>;
     detail::check_task_callable<Fn>();
     if (chunksize == 0) throw ValueError("imap: chunksize must be at least 1");
-    std::vector<In> all(std::ranges::begin(items), std::ranges::end(items));
+    auto [all, storage] = view_of<In>(items);
     auto state = std::make_shared<detail::StreamState<R>>((all.size() + chunksize - 1) / chunksize, Ordered);
     if (!all.empty()) send_chunks<detail::ChunkRunner<Fn, In, false>>(state, static_cast<const Fn&>(f), all, chunksize);
     return IMapIterator<R>(std::move(state), all.size());
   }
 
   template <class Runner, class Fn, class In>
-  void send_chunks(std::shared_ptr<detail::Job> state, const Fn& f, std::vector<In>& all, std::size_t chunksize) {
+  void send_chunks(std::shared_ptr<detail::Job> state, const Fn& f, std::span<const In> all, std::size_t chunksize) {
     const auto job = core().add_job(state);
     auto& buf = scratch();
     std::uint32_t index = 0;
     try {
-      std::vector<In> chunk;
       for (std::size_t at = 0; at < all.size(); at += chunksize, ++index) {
         const std::size_t n = std::min(chunksize, all.size() - at);
-        chunk.assign(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(at)),
-                     std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(at + n)));
-        detail::build_task(buf, job, index, &Runner::run, f, chunk);
+        detail::build_task(buf, job, index, &Runner::run, f, detail::ChunkView<In>{all.subspan(at, n)});
         core().put_task(buf);
       }
     } catch (...) {

@@ -30,6 +30,11 @@ class OutputArchive : public cereal::OutputArchive<OutputArchive, cereal::AllowE
       : cereal::OutputArchive<OutputArchive, cereal::AllowEmptyClassElision>(this), out_(out), fds_(fds) {}
 
   void saveBinary(const void* data, std::size_t size) {
+    if (size >= 4096) {  // one pass over the bytes (resize would zero-fill them first)
+      const auto* p = static_cast<const std::byte*>(data);
+      out_.insert(out_.end(), p, p + size);
+      return;
+    }
     // resize + memcpy rather than insert: GCC 12 at -O3 reports false array-bounds
     // warnings on vector::insert of small objects (GCC bug 107852).
     const std::size_t at = out_.size();

@@ -207,6 +207,21 @@ class PoolCore {
   std::unique_ptr<PoolShared> s_;
 };
 
+/// A slice of a map's input, written in the wire form of std::vector<In> (what
+/// ChunkRunner reads) straight from the caller's items: no intermediate vector.
+template <class In>
+struct ChunkView {
+  std::span<const In> items;
+  void write_to(OutputArchive& ar) const {
+    ar(cereal::make_size_tag(static_cast<cereal::size_type>(items.size())));
+    if constexpr (std::is_arithmetic_v<In> && !std::is_same_v<In, bool>) {
+      ar.saveBinary(items.data(), items.size_bytes());
+    } else {
+      for (const auto& x : items) save_value(ar, x);
+    }
+  }
+};
+
 /// Builds a task message: header, runner identity, callable, input.
 template <class F, class Input>
 void build_task(std::vector<std::byte>& buf, std::uint64_t job, std::uint32_t index, TaskRunner runner, const F& f,
@@ -218,7 +233,11 @@ void build_task(std::vector<std::byte>& buf, std::uint64_t job, std::uint32_t in
   const auto& id = runner_identity(runner);
   ar.saveBinary(id.data(), id.size());
   save_callable(ar, f);
-  save_value(ar, input);
+  if constexpr (requires { input.write_to(ar); }) {
+    input.write_to(ar);
+  } else {
+    save_value(ar, input);
+  }
 }
 
 /// Throws the error a result message carries (mp::RemoteError).
