@@ -338,7 +338,7 @@ TEST_P(ProcessTest, DestroyedUnjoinedProcessIsStillReaped) {
   }
   ASSERT_GT(pid, 0);
   // A later start() reaps it (as Python's _cleanup); so does active_children().
-  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(mp_test::wait_gone(pid, 20000ms));  // ended (a zombie until reaped below)
   EXPECT_TRUE(mp::active_children().empty());
 }
 
