@@ -112,13 +112,16 @@ bool holder_gone(pid_t pid, std::uint64_t stamp) {
 constexpr auto kHolderCheckPeriod = 20ms;
 constexpr int kLockSpins = 100;
 
+// Stores only what changes: the line is contended, and the same process taking the
+// lock again (the common case) finds its stamp already there.
 void on_acquired(LockState& s, bool died) {
-  s.stamp.store(self_stamp(), std::memory_order_relaxed);
+  const auto stamp = self_stamp();
+  if (s.stamp.load(std::memory_order_relaxed) != stamp) s.stamp.store(stamp, std::memory_order_relaxed);
   if (s.recursive) {
     s.owner_tid.store(static_cast<std::uint32_t>(self_tid()), std::memory_order_relaxed);
     s.count.store(1, std::memory_order_relaxed);
   }
-  s.holder_died.store(died ? 1 : 0, std::memory_order_relaxed);
+  if (died || s.holder_died.load(std::memory_order_relaxed)) s.holder_died.store(died ? 1 : 0, std::memory_order_relaxed);
 }
 
 bool deadline_passed(const Deadline& deadline) {
@@ -223,10 +226,14 @@ bool lock_acquire(LockState& s, const Deadline& deadline) {
 void lock_release(LockState& s) {
   if (s.recursive) {
     if (!lock_held_by_caller(s)) throw ValueError("cannot release an RLock this thread does not hold");
-    if (s.count.fetch_sub(1, std::memory_order_relaxed) > 1) return;
+    const auto depth = s.count.load(std::memory_order_relaxed);  // only the holder touches it
+    if (depth > 1) {
+      s.count.store(depth - 1, std::memory_order_relaxed);
+      return;
+    }
     s.owner_tid.store(0, std::memory_order_relaxed);
   }
-  s.holder_died.store(0, std::memory_order_relaxed);
+  if (s.holder_died.load(std::memory_order_relaxed)) s.holder_died.store(0, std::memory_order_relaxed);
   auto word = s.word.load(std::memory_order_relaxed);
   do {
     if (word == 0) throw ValueError("cannot release a Lock that nobody holds");
