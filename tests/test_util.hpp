@@ -70,7 +70,12 @@ inline bool wait_gone(pid_t pid, std::chrono::milliseconds limit) {
 /// the forkserver, and no child of the forkserver left.
 inline void expect_no_children_left() {
   const pid_t server = mp::detail::forkserver_pid();
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  const auto grace = std::chrono::seconds(10);  // sanitized children start and end slowly
+#else
+  const auto grace = std::chrono::seconds(2);
+#endif
+  auto deadline = std::chrono::steady_clock::now() + grace;
   std::vector<pid_t> left;
   for (;;) {
     left.clear();
