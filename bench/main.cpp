@@ -12,6 +12,13 @@
 //
 // This binary is also the program that spawn and forkserver children exec, hence
 // mp::freeze_support first.
+//
+// The peers run every impl in a fresh process; mp_bench runs them all in one, so each
+// impl starts with malloc_trim(0): heap that an earlier impl freed but glibc kept (~300
+// MiB after pool_map_trivial:mp_executor_map) would otherwise be copied into every
+// fork (page tables, copy-on-write faults: fib_speedup's mp_pool went from 2.0x to
+// 1.3x) and counted in a forked child's PSS (worker_memory).
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -131,6 +138,7 @@ int main(int argc, char** argv) {
     for (const auto& impl : impls) {
       g_timeout_line =
           null_line(w->name, impl, w->failure_metric, "timed out after " + std::to_string(g_timeout_s) + "s");
+      ::malloc_trim(0);  // as a fresh process (above)
       ::alarm(static_cast<unsigned>(g_timeout_s));
       try {
         w->run(impl);

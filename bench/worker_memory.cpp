@@ -10,16 +10,10 @@
 // (default start method, fork), idle after one task (pool.apply of a function returning
 // the worker's pid, checked against pool.worker_pids()); read 300 ms after that task
 // returned, the same way; the pool is terminated afterwards.
-//
-// mp_bench runs every workload in one process, the peers each impl in a fresh one. Heap
-// that glibc keeps after an earlier workload freed it (~300 MiB after
-// pool_map_trivial:mp_executor_map) would be in every forked child, shared with the
-// parent, and counted in its PSS. So every impl first gives it back (malloc_trim(0)),
-// which leaves the parent as a fresh process's; params.parent_rss_before_trim_mib says
-// how big it was.
+// (main.cpp trims the heap before every impl, so what earlier workloads freed is not
+// in the parent, nor shared with a forked child and counted in its PSS.)
 // Peers: cpython_pool_worker (fork), cpython_forkserver_worker, cpython_spawn_worker,
 // c_forked_idle_child.
-#include <malloc.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,14 +71,7 @@ struct BlockUsr1 {
 
 int worker_pid() { return static_cast<int>(::getpid()); }
 
-/// Returns the heap that earlier workloads freed to the kernel; the parent's RSS before.
-double trim_parent() {
-  const auto before = memory_of(::getpid());
-  ::malloc_trim(0);
-  return before ? before->rss_mib : std::nan("");
-}
-
-void pool_worker(const std::string& impl, double rss_before_trim) {
+void pool_worker(const std::string& impl) {
   mp::Pool pool(1);
   const pid_t pid = pool.apply(worker_pid);  // the one task
   const auto pids = pool.worker_pids();
@@ -106,14 +93,12 @@ void pool_worker(const std::string& impl, double rss_before_trim) {
            .add("uss_mib", child->uss_mib)
            .add("parent_pss_mib", parent->pss_mib)
            .add("parent_rss_mib", parent->rss_mib)
-           .add("parent_rss_before_trim_mib", rss_before_trim)
            .add("source", "/proc/PID/smaps_rollup")
            .add("note", "idle mp::Pool(1) worker after one task (pool.apply returning its pid); read 300 ms later"));
 }
 
 void run(const std::string& impl) {
-  const double rss_before_trim = trim_parent();
-  if (impl == "mp_pool_worker") return pool_worker(impl, rss_before_trim);
+  if (impl == "mp_pool_worker") return pool_worker(impl);
   const Method* m = nullptr;
   for (const auto& x : kMethods)
     if (impl == x.impl) m = &x;
@@ -148,8 +133,7 @@ void run(const std::string& impl) {
       .add("rss_mib", child->rss_mib)
       .add("uss_mib", child->uss_mib)
       .add("parent_pss_mib", parent->pss_mib)
-      .add("parent_rss_mib", parent->rss_mib)
-      .add("parent_rss_before_trim_mib", rss_before_trim);
+      .add("parent_rss_mib", parent->rss_mib);
   if (server) params.add("server_pss_mib", server->pss_mib).add("server_rss_mib", server->rss_mib);
   params.add("source", "/proc/PID/smaps_rollup")
       .add("note", "idle mp::Process child (daemon): plain-function target sends SIGUSR1 to the benchmark, "
