@@ -333,13 +333,7 @@ struct PoolShared {
       all.swap(jobs);
       cv.notify_all();
     }
-    for (auto& [id, job] : all) {
-      // Every part: the job settles each at most once and ignores the rest.
-      for (std::uint32_t i = 0; !job->finished(); ++i) {
-        job->fail(i, error);
-        if (i > (1u << 30)) break;
-      }
-    }
+    for (auto& [id, job] : all) job->fail_all(error);
   }
 
   void result_loop() {

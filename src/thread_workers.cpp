@@ -61,6 +61,7 @@ void ThreadWorkers::terminate() {
     if (t.abandon) t.abandon();
 }
 
+
 bool ThreadWorkers::closed() const {
   std::lock_guard g(mu_);
   return closed_;
@@ -71,16 +72,7 @@ void ThreadWorkers::loop() {
     try {
       initializer_();
     } catch (...) {
-      // As in Python's ThreadPoolExecutor: a failed initializer makes the pool broken.
-      std::deque<Task> dropped;
-      {
-        std::lock_guard g(mu_);
-        closed_ = true;
-        dropped.swap(queue_);
-      }
-      cv_.notify_all();
-      for (auto& t : dropped)
-        if (t.abandon) t.abandon();
+      terminate();  // as in Python's ThreadPoolExecutor: a failed initializer breaks the pool
       return;
     }
   }

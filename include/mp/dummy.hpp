@@ -211,7 +211,7 @@ class Pool {
 
   template <class F, class... A>
   auto apply(F&& f, A&&... args) {
-    return apply_async(std::forward<F>(f), std::forward<A>(args)...).get();
+    return apply_async(std::forward<F>(f), std::forward<A>(args)...).take();
   }
   template <class F, class... A>
     requires(!std::is_same_v<std::decay_t<F>, AsyncOptions>)
@@ -238,7 +238,7 @@ class Pool {
 
   template <class F, class Range>
   auto map(F&& f, Range&& items, std::size_t chunksize = 0) {
-    return map_async(std::forward<F>(f), std::forward<Range>(items), AsyncOptions{.chunksize = chunksize}).get();
+    return map_async(std::forward<F>(f), std::forward<Range>(items), AsyncOptions{.chunksize = chunksize}).take();
   }
   template <class F, class Range>
   auto map_async(F&& f, Range&& items, AsyncOptions options = {}) {
@@ -246,7 +246,7 @@ class Pool {
   }
   template <class F, class Range>
   auto starmap(F&& f, Range&& tuples, std::size_t chunksize = 0) {
-    return starmap_async(std::forward<F>(f), std::forward<Range>(tuples), AsyncOptions{.chunksize = chunksize}).get();
+    return starmap_async(std::forward<F>(f), std::forward<Range>(tuples), AsyncOptions{.chunksize = chunksize}).take();
   }
   template <class F, class Range>
   auto starmap_async(F&& f, Range&& tuples, AsyncOptions options = {}) {
@@ -275,8 +275,7 @@ class Pool {
   template <class Run>
   void submit(Run run, std::shared_ptr<detail::Job> job) {
     auto abandon = [job] {
-      for (std::uint32_t i = 0; !job->finished() && i < (1u << 30); ++i)
-        job->fail(i, std::make_exception_ptr(ProcessError("the pool was terminated before this task ran")));
+      job->fail_all(std::make_exception_ptr(ProcessError("the pool was terminated before this task ran")));
     };
     workers_->submit({std::move(run), std::move(abandon)});
   }

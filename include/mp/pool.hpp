@@ -127,6 +127,12 @@ class AsyncResult {
     return s_->wait_until(std::chrono::steady_clock::now() + timeout);
   }
   bool ready() const { return s_->ready(); }
+  /// Internal (the blocking apply/map, whose AsyncResult nobody else sees, and which have
+  /// no callback): waits, then moves the result out instead of copying it.
+  T take() {
+    s_->wait_until(std::nullopt);
+    return s_->take_value();
+  }
   /// Whether the task succeeded; mp::ValueError if it is not ready yet.
   bool successful() const {
     if (!ready()) throw ValueError("AsyncResult.successful: the result is not ready");
@@ -221,7 +227,7 @@ class Pool {
   /// f(args...) in a worker; blocks for the result (throws its error).
   template <class F, class... A>
   auto apply(F&& f, A&&... args) {
-    return apply_async(std::forward<F>(f), std::forward<A>(args)...).get();
+    return apply_async(std::forward<F>(f), std::forward<A>(args)...).take();
   }
 
   /// Submits f(args...); never blocks for the result. Serialization errors of the
@@ -256,7 +262,7 @@ class Pool {
   /// Python's default: items / (4 * processes), rounded up).
   template <class F, class Range>
   auto map(F&& f, Range&& items, std::size_t chunksize = 0) {
-    return map_async(std::forward<F>(f), std::forward<Range>(items), AsyncOptions{.chunksize = chunksize}).get();
+    return map_async(std::forward<F>(f), std::forward<Range>(items), AsyncOptions{.chunksize = chunksize}).take();
   }
   template <class F, class Range>
   auto map_async(F&& f, Range&& items, AsyncOptions options = {}) {
@@ -269,7 +275,7 @@ class Pool {
   /// [f(args...) for args in tuples], in order; blocks.
   template <class F, class Range>
   auto starmap(F&& f, Range&& tuples, std::size_t chunksize = 0) {
-    return starmap_async(std::forward<F>(f), std::forward<Range>(tuples), AsyncOptions{.chunksize = chunksize}).get();
+    return starmap_async(std::forward<F>(f), std::forward<Range>(tuples), AsyncOptions{.chunksize = chunksize}).take();
   }
   template <class F, class Range>
   auto starmap_async(F&& f, Range&& tuples, AsyncOptions options = {}) {
@@ -372,9 +378,7 @@ class Pool {
       }
     } catch (...) {
       // The chunks already sent run; every other one fails with this error.
-      const auto error = std::current_exception();
-      const auto chunks = static_cast<std::uint32_t>((all.size() + chunksize - 1) / chunksize);
-      for (std::uint32_t i = index; i < chunks; ++i) state->fail(i, error);
+      state->fail_all(std::current_exception());
       if (index == 0) core().drop_job(job);
       throw;
     }

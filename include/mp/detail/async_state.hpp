@@ -94,6 +94,7 @@ class AsyncState : public Job {
     set_value(std::move(value));
   }
   void fail(std::uint32_t, std::exception_ptr error) override { set_error(std::move(error)); }
+  void fail_all(std::exception_ptr error) override { set_error(std::move(error)); }
   bool finished() const override {
     std::lock_guard g(mu_);
     return done_;
@@ -257,6 +258,9 @@ class StreamState : public Job {
   /// Chunk `index`'s results, computed in this process (thread pools).
   void deliver_values(std::uint32_t index, std::vector<R> part) { settle(index, std::move(part)); }
   void fail(std::uint32_t index, std::exception_ptr error) override { settle(index, std::move(error)); }
+  void fail_all(std::exception_ptr error) override {
+    for (std::size_t i = 0; i < chunks_; ++i) settle(static_cast<std::uint32_t>(i), error);  // settled ones are skipped
+  }
   bool finished() const override {
     std::lock_guard g(mu_);
     return count_ == chunks_;
@@ -274,19 +278,9 @@ class StreamState : public Job {
         return r;
       }
       if (taken_ == chunks_) return std::nullopt;
-      if (ordered_) {
-        auto it = arrived_.find(taken_);
-        if (it != arrived_.end()) {
-          auto part = std::move(it->second);
-          arrived_.erase(it);
-          ++taken_;
-          if (auto* e = std::get_if<std::exception_ptr>(&part)) std::rethrow_exception(*e);
-          auto& v = std::get<std::vector<R>>(part);
-          current_.assign(std::make_move_iterator(v.begin()), std::make_move_iterator(v.end()));
-          continue;
-        }
-      } else if (!arrived_.empty()) {
-        auto it = arrived_.begin();
+      // Ordered: the next chunk by index; unordered: the oldest arrival.
+      auto it = ordered_ ? arrived_.find(taken_) : arrived_.begin();
+      if (it != arrived_.end()) {
         auto part = std::move(it->second);
         arrived_.erase(it);
         ++taken_;

@@ -142,6 +142,9 @@ class Job {
   virtual void fail(std::uint32_t index, std::exception_ptr error) = 0;
   /// Every part arrived or failed: the pool forgets the job.
   virtual bool finished() const = 0;
+  /// Fails every part not settled yet (terminate, a broken pool, tasks that could not be
+  /// sent).
+  virtual void fail_all(std::exception_ptr error) = 0;
 };
 
 /// An initializer with its arguments, run once in every worker before its first task.
