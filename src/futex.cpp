@@ -2,6 +2,7 @@
 #include "mp/detail/futex.hpp"
 
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -42,5 +43,25 @@ void futex_wake(std::atomic<std::uint32_t>& word, int n) {
 }
 
 int current_cpu() noexcept { return ::sched_getcpu(); }
+
+namespace {
+// Set once per process image by fence_register(); a fork child inherits both the flag and
+// the kernel's subscription, an exec'd one starts again from false.
+std::atomic<bool> g_membarrier{false};
+}  // namespace
+
+void fence_register() noexcept {
+  static const bool registered =
+      ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
+  if (registered) g_membarrier.store(true, std::memory_order_relaxed);
+}
+
+bool fence_membarrier_available() noexcept { return g_membarrier.load(std::memory_order_relaxed); }
+
+bool fence_heavy() noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!fence_membarrier_available()) return false;
+  return ::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
+}
 
 }  // namespace mp::detail

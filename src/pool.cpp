@@ -19,6 +19,7 @@
 //    callback would wait for themselves: they raise mp::ValueError there.
 #include "mp/detail/pool_core.hpp"
 
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -49,8 +50,10 @@ namespace {
 
 constexpr std::uint64_t kTaskTag = 0x6d702d7461736b73ull;    // "mp-tasks"
 constexpr std::uint64_t kResultTag = 0x6d702d726573756cull;  // "mp-resul"
-constexpr std::size_t kTaskRing = std::size_t{16} << 20;     // touched only as used
-constexpr std::size_t kResultRing = std::size_t{16} << 20;
+// Small enough that a few maps have mapped every page in every process (pages are mapped
+// as the rings are first used; a larger message streams through).
+constexpr std::size_t kTaskRing = std::size_t{4} << 20;
+constexpr std::size_t kResultRing = std::size_t{4} << 20;
 
 // What a worker is doing, in shared memory, one per worker slot.
 struct alignas(64) WorkerSlot {
@@ -151,6 +154,13 @@ void write_error(std::vector<std::byte>& out, ResultHeader header) {
 }
 
 void pool_worker_main(WorkerArgs args) {
+  if (!args.max_memory) {
+    // Keep freed memory for the next task instead of returning it to the system: a fresh
+    // page costs a fault (~20 us on a VM), and chunks of similar size come again. Not
+    // with a memory cap, which measures what the worker holds.
+    ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  }
   auto tasks = ShmQueue::attach(args.tasks, kTaskTag, "pool task");
   auto results = ShmQueue::attach(args.results, kResultTag, "pool result");
   auto& slot = static_cast<WorkerSlot*>(args.slots->data())[args.slot];

@@ -2,6 +2,12 @@
 // naming the call.
 #include "mp/detail/sys.hpp"
 
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -36,6 +42,35 @@ bool read_exact(int fd, void* data, std::size_t size) {
     got += static_cast<std::size_t>(n);
   }
   return true;
+}
+
+namespace {
+std::atomic<std::uint32_t> g_fork_generation{0};
+[[maybe_unused]] const int g_fork_generation_hook = [] {
+  ::pthread_atfork(nullptr, nullptr, [] { g_fork_generation.fetch_add(1, std::memory_order_relaxed); });
+  return 0;
+}();
+}  // namespace
+
+std::uint32_t fork_generation() noexcept { return g_fork_generation.load(std::memory_order_relaxed); }
+
+void prefault(void* p, std::size_t n, bool huge) noexcept {
+#ifdef MADV_POPULATE_WRITE
+  static const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  constexpr std::uintptr_t kHuge = std::uintptr_t{2} << 20;
+  const auto begin = reinterpret_cast<std::uintptr_t>(p);
+  const auto first = begin & ~(page - 1);  // populating leaves the contents as they are
+  const auto last = (begin + n + page - 1) & ~(page - 1);
+  if (last <= first) return;
+  if (huge) {
+    const auto hfirst = (begin + kHuge - 1) & ~(kHuge - 1);
+    const auto hlast = (begin + n) & ~(kHuge - 1);
+    if (hlast > hfirst) ::madvise(reinterpret_cast<void*>(hfirst), hlast - hfirst, MADV_HUGEPAGE);
+  }
+  ::madvise(reinterpret_cast<void*>(first), last - first, MADV_POPULATE_WRITE);
+#else
+  (void)p, (void)n, (void)huge;
+#endif
 }
 
 }  // namespace mp::detail

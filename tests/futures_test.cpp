@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <list>
 #include <mp/futures.hpp>
 #include <mp/mp.hpp>
 #include <set>
@@ -99,6 +100,36 @@ TEST(ProcessPoolExecutor, MapInOrderWithChunks) {
   }
   auto it = ex.map(sleep_ms, std::vector<int>{500}, 50ms);
   EXPECT_THROW(for (int x : it) (void)x, mp::TimeoutError);
+}
+
+int fail_on_seven(int x) {
+  if (x == 7) throw std::out_of_range("seven");
+  return x;
+}
+
+TEST(ProcessPoolExecutor, ChunkedMapRaisesAtTheFailedChunkAfterTheEarlierResults) {
+  mp::ProcessPoolExecutor ex(2);
+  std::list<int> in;  // not contiguous: copied once, then chunked
+  for (int i = 0; i < 20; ++i) in.push_back(i);
+  std::vector<int> out;
+  try {
+    for (int y : ex.map(fail_on_seven, in, 10s, 4)) out.push_back(y);
+    ADD_FAILURE() << "no error";
+  } catch (const mp::RemoteError& e) {
+    EXPECT_EQ(e.type_name(), "std::out_of_range");
+  }
+  EXPECT_EQ(out, (std::vector<int>{0, 1, 2, 3}));  // chunk 4..7 failed as a whole
+}
+
+TEST(ProcessPoolExecutor, ShutdownWithCancelFuturesWithdrawsQueuedChunks) {
+  mp::ProcessPoolExecutor ex(1);
+  auto busy = ex.submit(sleep_ms, 300);
+  std::vector<int> in(100, 1);
+  auto results = ex.map(square, in, std::nullopt, 10);
+  std::this_thread::sleep_for(50ms);
+  ex.shutdown(true, true);
+  EXPECT_EQ(busy.result(), 300);
+  EXPECT_THROW(for (int y : results) (void)y, mp::CancelledError);
 }
 
 TEST(Futures, WaitReturnWhen) {

@@ -12,6 +12,7 @@
 #include <numeric>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "test_util.hpp"
@@ -21,10 +22,13 @@ using mp_test::StartMethodTest;
 
 namespace {
 
+// What is in /dev/shm, but the shared-memory tests' own segments (mpt_*), which tests
+// running at the same time (ctest -j) create and remove.
 std::set<std::string> dev_shm() {
   std::set<std::string> names;
   if (DIR* d = opendir("/dev/shm")) {
-    while (dirent* e = readdir(d)) names.insert(e->d_name);
+    while (dirent* e = readdir(d))
+      if (std::string_view(e->d_name).substr(0, 4) != "mpt_") names.insert(e->d_name);
     closedir(d);
   }
   return names;

@@ -86,7 +86,14 @@ inline void expect_no_children_left() {
     if (left.empty() || std::chrono::steady_clock::now() > deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  EXPECT_TRUE(left.empty()) << "children left behind: " << ::testing::PrintToString(left);
+  std::string who;  // what each one is, for the failure message
+  for (pid_t p : left) {
+    std::ifstream stat("/proc/" + std::to_string(p) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    who += "\n  " + line;
+  }
+  EXPECT_TRUE(left.empty()) << "children left behind:" << who;
 }
 
 /// A scratch file that is removed when the test ends.

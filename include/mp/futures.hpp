@@ -265,10 +265,14 @@ WaitResult<R> wait(const std::vector<Future<R>>& fs, std::chrono::duration<Rep, 
 
 /// The results of Executor::map, in order. Raises mp::TimeoutError when the map's
 /// timeout (counted from the map() call) runs out; rethrows a task's error at its place.
+/// With chunksize > 1 each task's future holds a chunk of results, walked in place (as
+/// Python's chain of result lists); a failed chunk raises at its first item.
 template <class R>
 class ResultIterator {
  public:
-  ResultIterator(std::vector<Future<R>> fs, detail::Deadline deadline) : fs_(std::move(fs)), deadline_(deadline) {}
+  ResultIterator(std::vector<Future<R>> fs, detail::Deadline deadline) : singles_(std::move(fs)), deadline_(deadline) {}
+  ResultIterator(std::vector<Future<std::vector<R>>> chunks, detail::Deadline deadline)
+      : chunks_(std::move(chunks)), deadline_(deadline) {}
   class iterator {
    public:
     using value_type = R;
@@ -277,28 +281,44 @@ class ResultIterator {
     explicit iterator(ResultIterator* o) : o_(o) { ++*this; }
     const R& operator*() const { return *value_; }
     iterator& operator++() {
-      if (next_ == o_->fs_.size()) {
-        value_.reset();
-        return *this;
+      value_ = nullptr;
+      if (!o_->chunks_.empty()) {
+        while (chunk_ && at_ == chunk_->size()) {
+          chunk_ = nullptr;
+          at_ = 0;
+        }
+        if (!chunk_) {
+          if (next_ == o_->chunks_.size()) return *this;
+          chunk_ = &ready_value(*o_->chunks_[next_++].state());
+          if (chunk_->empty()) return ++*this;
+        }
+        value_ = &(*chunk_)[at_++];
+      } else if (next_ < o_->singles_.size()) {
+        value_ = &ready_value(*o_->singles_[next_++].state());
       }
-      auto& s = *o_->fs_[next_++].state();
-      if (!s.wait_until(o_->deadline_)) throw TimeoutError("Executor.map: a result did not come within the timeout");
-      value_.emplace(s.value());
       return *this;
     }
     void operator++(int) { ++*this; }
-    bool operator==(std::default_sentinel_t) const { return !value_; }
+    bool operator==(std::default_sentinel_t) const { return value_ == nullptr; }
 
    private:
+    template <class T>
+    const T& ready_value(const detail::FutureState<T>& s) const {
+      if (!s.wait_until(o_->deadline_)) throw TimeoutError("Executor.map: a result did not come within the timeout");
+      return s.value();
+    }
     ResultIterator* o_ = nullptr;
     std::size_t next_ = 0;
-    std::optional<R> value_;
+    const std::vector<R>* chunk_ = nullptr;
+    std::size_t at_ = 0;
+    const R* value_ = nullptr;
   };
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() { return {}; }
 
  private:
-  std::vector<Future<R>> fs_;
+  std::vector<Future<R>> singles_;
+  std::vector<Future<std::vector<R>>> chunks_;
   detail::Deadline deadline_;
 };
 
@@ -330,6 +350,46 @@ class ProcessPoolExecutor {
     using R = detail::apply_result_t<F, A...>;
     using Fn = std::decay_t<F>;
     using Args = std::tuple<detail::stored_arg_t<A>...>;
+    return submit_task<R>(&detail::ApplyRunner<Fn, Args>::run, static_cast<const Fn&>(f),
+                          Args(detail::store_arg<A>(std::forward<A>(args))...));
+  }
+
+  /// f over `items`, results in order. `chunksize` items per task; `timeout` counts
+  /// from this call.
+  template <class F, class Range>
+  auto map(F&& f, Range&& items, std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
+           std::size_t chunksize = 1) {
+    using In = std::ranges::range_value_t<Range>;
+    using R = detail::map_result_t<F, In>;
+    using Fn = std::decay_t<F>;
+    const auto deadline = detail::deadline_after(timeout);
+    if (chunksize <= 1) {
+      std::vector<Future<R>> fs;
+      for (auto&& x : items) fs.push_back(submit(f, x));
+      return ResultIterator<R>(std::move(fs), deadline);
+    }
+    // One task and one future per chunk, written straight from the caller's items.
+    detail::check_task_callable<Fn>();
+    auto [all, storage] = detail::contiguous_view<In>(items);
+    std::vector<Future<std::vector<R>>> chunks;
+    chunks.reserve((all.size() + chunksize - 1) / chunksize);
+    for (std::size_t at = 0; at < all.size(); at += chunksize) {
+      const auto part = detail::ChunkView<In>{all.subspan(at, std::min(chunksize, all.size() - at))};
+      chunks.push_back(submit_task<std::vector<R>>(&detail::ChunkRunner<Fn, In, false>::run,
+                                                    static_cast<const Fn&>(f), part));
+    }
+    return ResultIterator<R>(std::move(chunks), deadline);
+  }
+
+  /// No more submissions. cancel_futures: withdraw every task not yet started. wait:
+  /// block until every task is done and the workers have exited.
+  void shutdown(bool wait = true, bool cancel_futures = false);
+
+ private:
+  // One task (runner, callable, input) with its future: cancellable until a worker takes
+  // it, tracked for shutdown(cancel_futures).
+  template <class R, class Fn, class Input>
+  Future<R> submit_task(detail::TaskRunner runner, const Fn& f, const Input& input) {
     auto state = std::make_shared<detail::FutureState<R>>();
     auto& core = this->core();
     const auto job = core.add_job(state);
@@ -346,8 +406,7 @@ class ProcessPoolExecutor {
     };
     thread_local std::vector<std::byte> buf;
     try {
-      detail::build_task(buf, job, 0, &detail::ApplyRunner<Fn, Args>::run, static_cast<const Fn&>(f),
-                         Args(detail::store_arg<A>(std::forward<A>(args))...));
+      detail::build_task(buf, job, 0, runner, f, input);
       core.put_task(buf);
     } catch (...) {
       core.drop_job(job);
@@ -355,63 +414,6 @@ class ProcessPoolExecutor {
     }
     track(state);
     return Future<R>(std::move(state));
-  }
-
-  /// f over `items`, results in order. `chunksize` items per task; `timeout` counts
-  /// from this call.
-  template <class F, class Range>
-  auto map(F&& f, Range&& items, std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
-           std::size_t chunksize = 1) {
-    using In = std::ranges::range_value_t<Range>;
-    using R = detail::map_result_t<F, In>;
-    const auto deadline = detail::deadline_after(timeout);
-    std::vector<Future<R>> fs;
-    if (chunksize <= 1) {
-      for (auto&& x : items) fs.push_back(submit(f, x));
-    } else {
-      // Chunks travel as one task each; their results are split back into futures.
-      std::vector<In> all(std::ranges::begin(items), std::ranges::end(items));
-      for (std::size_t at = 0; at < all.size(); at += chunksize) {
-        std::vector<In> chunk(all.begin() + static_cast<std::ptrdiff_t>(at),
-                              all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), at + chunksize)));
-        auto whole = submit_chunk<R>(static_cast<const std::decay_t<F>&>(f), chunk);
-        for (std::size_t k = 0; k < chunk.size(); ++k) {
-          auto part = std::make_shared<detail::FutureState<R>>();
-          whole->on_done([part, whole = whole.get(), k] {
-            if (auto e = whole->error()) {
-              part->set_error(e);
-            } else {
-              part->set_value(whole->value()[k]);
-            }
-          });
-          fs.emplace_back(std::move(part));
-        }
-      }
-    }
-    return ResultIterator<R>(std::move(fs), deadline);
-  }
-
-  /// No more submissions. cancel_futures: withdraw every task not yet started. wait:
-  /// block until every task is done and the workers have exited.
-  void shutdown(bool wait = true, bool cancel_futures = false);
-
- private:
-  // One task for a chunk of map's items; its result is the chunk's results.
-  template <class R, class Fn, class In>
-  std::shared_ptr<detail::FutureState<std::vector<R>>> submit_chunk(const Fn& f, const std::vector<In>& chunk) {
-    detail::check_task_callable<Fn>();
-    auto state = std::make_shared<detail::FutureState<std::vector<R>>>();
-    auto& core = this->core();
-    const auto job = core.add_job(state);
-    thread_local std::vector<std::byte> buf;
-    try {
-      detail::build_task(buf, job, 0, &detail::ChunkRunner<Fn, In, false>::run, f, chunk);
-      core.put_task(buf);
-    } catch (...) {
-      core.drop_job(job);
-      throw;
-    }
-    return state;
   }
   template <class R>
   void track(const std::shared_ptr<detail::FutureState<R>>& s) {

@@ -328,7 +328,7 @@ class Pool {
   AsyncResult<std::vector<R>> submit_chunks(const Fn& f, Range& items, AsyncOptions options) {
     detail::check_task_callable<Fn>();
     check_callback<std::vector<R>>(options);
-    auto [all, storage] = view_of<In>(items);
+    auto [all, storage] = detail::contiguous_view<In>(items);
     const std::size_t chunksize =
         options.chunksize ? options.chunksize : detail::default_chunksize(all.size(), core().processes());
     auto state = std::make_shared<detail::MapState<R>>(all.size(), chunksize, std::move(options.callback),
@@ -338,20 +338,6 @@ class Pool {
     return AsyncResult<std::vector<R>>(std::move(state));
   }
 
-  // The items as a contiguous span: the range itself when it is contiguous (no copy),
-  // else a vector made from it (kept in the second member).
-  template <class In, class Range>
-  static std::pair<std::span<const In>, std::vector<In>> view_of(Range& items) {
-    if constexpr (std::ranges::contiguous_range<Range> && std::ranges::sized_range<Range> &&
-                  std::is_same_v<std::remove_cv_t<std::ranges::range_value_t<Range>>, In>) {
-      return {std::span<const In>(std::ranges::data(items), std::ranges::size(items)), {}};
-    } else {
-      std::vector<In> v(std::ranges::begin(items), std::ranges::end(items));
-      std::span<const In> s(v.data(), v.size());
-      return {s, std::move(v)};  // moving a vector keeps its buffer: the span stays valid
-    }
-  }
-
   template <bool Ordered, class F, class Range>
   auto submit_stream(F&& f, Range&& items, std::size_t chunksize) {
     using In = std::ranges::range_value_t<Range>;
@@ -359,7 +345,7 @@ class Pool {
     using R = detail::map_result_t<F, In>;
     detail::check_task_callable<Fn>();
     if (chunksize == 0) throw ValueError("imap: chunksize must be at least 1");
-    auto [all, storage] = view_of<In>(items);
+    auto [all, storage] = detail::contiguous_view<In>(items);
     auto state = std::make_shared<detail::StreamState<R>>((all.size() + chunksize - 1) / chunksize, Ordered);
     if (!all.empty()) send_chunks<detail::ChunkRunner<Fn, In, false>>(state, static_cast<const Fn&>(f), all, chunksize);
     return IMapIterator<R>(std::move(state), all.size());

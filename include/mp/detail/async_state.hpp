@@ -20,6 +20,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <type_traits>
 #include <typeinfo>
 #include <utility>
 #include <variant>
@@ -27,6 +28,7 @@
 
 #include "mp/detail/futex.hpp"
 #include "mp/detail/pool_core.hpp"
+#include "mp/detail/sys.hpp"
 #include "mp/errors.hpp"
 
 namespace mp::detail {
@@ -207,27 +209,45 @@ class MapState : public AsyncState<std::vector<R>> {
       : AsyncState<std::vector<R>>(std::move(callback), std::move(error_callback)),
         chunksize_(chunksize),
         chunks_(chunksize == 0 ? 0 : (items + chunksize - 1) / chunksize),
-        arrived_(chunks_, false),
-        results_(items) {
+        arrived_(chunks_, false) {
+    // Mapped in one call before the zero-fill touches it (sys.hpp: prefault).
+    results_.reserve(items);
+    if (items * sizeof(R) >= kPrefaultBytes) prefault(results_.data(), items * sizeof(R), true);
+    results_.resize(items);
     if (chunks_ == 0) this->set_value({});
   }
 
   std::size_t chunks() const noexcept { return chunks_; }
 
   void deliver(std::uint32_t index, InputArchive& ar) override {
-    std::vector<R> part;
-    load_value(ar, part);
-    deliver_values(index, std::move(part));
+    if constexpr (std::is_arithmetic_v<R> && !std::is_same_v<R, bool>) {
+      // Numbers are read straight into their place (the wire form of std::vector<R>:
+      // a length, then the elements' bytes).
+      cereal::size_type n = 0;
+      ar(cereal::make_size_tag(n));
+      bool complete = false;
+      {
+        std::lock_guard g(this->mu_);
+        const auto [at, expected] = place(index, n);
+        if (expected == 0) return;
+        ar.loadBinary(results_.data() + at, expected * sizeof(R));
+        arrived_[index] = true;
+        complete = ++count_ == chunks_;
+      }
+      if (complete) this->set_value(std::move(results_));
+    } else {
+      std::vector<R> part;
+      load_value(ar, part);
+      deliver_values(index, std::move(part));
+    }
   }
   /// Chunk `index`'s results, computed in this process (thread pools).
   void deliver_values(std::uint32_t index, std::vector<R> part) {
     bool complete = false;
     {
       std::lock_guard g(this->mu_);
-      if (index >= chunks_ || arrived_[index]) return;
-      const std::size_t at = std::size_t{index} * chunksize_;
-      const std::size_t n = std::min(chunksize_, results_.size() - at);
-      if (part.size() != n) throw SerializationError("a map chunk came back with the wrong number of results");
+      const auto [at, n] = place(index, part.size());
+      if (n == 0) return;
       std::move(part.begin(), part.end(), results_.begin() + static_cast<std::ptrdiff_t>(at));
       arrived_[index] = true;
       complete = ++count_ == chunks_;
@@ -237,6 +257,19 @@ class MapState : public AsyncState<std::vector<R>> {
   void fail(std::uint32_t, std::exception_ptr error) override { this->set_error(std::move(error)); }
 
  private:
+  static constexpr std::size_t kPrefaultBytes = std::size_t{1} << 20;
+
+  // Where chunk `index` goes and how many results it holds; {0, 0} if it has arrived
+  // already (or there is no such chunk). Throws if it came with `count` results instead.
+  // With mu_ held.
+  std::pair<std::size_t, std::size_t> place(std::uint32_t index, std::size_t count) const {
+    if (index >= chunks_ || arrived_[index]) return {0, 0};
+    const std::size_t at = std::size_t{index} * chunksize_;
+    const std::size_t n = std::min(chunksize_, results_.size() - at);
+    if (count != n) throw SerializationError("a map chunk came back with the wrong number of results");
+    return {at, n};
+  }
+
   std::size_t chunksize_;
   std::size_t chunks_;
   std::vector<bool> arrived_;

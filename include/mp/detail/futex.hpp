@@ -38,6 +38,27 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
+/// Asymmetric fences, for a "publish, then is anybody asleep?" fast path whose other
+/// side (going to sleep) is rare. The fast side writes, calls fence_light() and reads;
+/// the sleeper writes, calls fence_heavy() and reads; as with two full fences, at least
+/// one of them sees the other's write. fence_light() costs nothing at run time (a
+/// compiler barrier) when fence_heavy() can force a barrier on every CPU that runs a
+/// process of the program: membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), ~1-2 us, to which
+/// every process that calls fence_light() must have subscribed beforehand with
+/// fence_register() (fork children inherit the subscription; exec drops it). Without
+/// membarrier (old kernel, seccomp), fence_light() is a full fence and fence_heavy()
+/// returns false: a sleeper in such a process must not trust it (sleep in short slices).
+void fence_register() noexcept;
+bool fence_heavy() noexcept;
+bool fence_membarrier_available() noexcept;
+inline void fence_light() noexcept {
+  if (fence_membarrier_available()) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
+
 /// The CPU the caller runs on (cheap: the kernel keeps it in rseq/vDSO).
 int current_cpu() noexcept;
 

@@ -28,9 +28,11 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <ranges>
 #include <span>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <type_traits>
 #include <vector>
 
@@ -224,6 +226,20 @@ struct ChunkView {
     }
   }
 };
+
+/// A range's items as a contiguous span: the range itself when it is contiguous (no
+/// copy), else a vector made from it (the second member, which keeps the span valid).
+template <class In, class Range>
+std::pair<std::span<const In>, std::vector<In>> contiguous_view(Range& items) {
+  if constexpr (std::ranges::contiguous_range<Range> && std::ranges::sized_range<Range> &&
+                std::is_same_v<std::remove_cv_t<std::ranges::range_value_t<Range>>, In>) {
+    return {std::span<const In>(std::ranges::data(items), std::ranges::size(items)), {}};
+  } else {
+    std::vector<In> v(std::ranges::begin(items), std::ranges::end(items));
+    std::span<const In> s(v.data(), v.size());
+    return {s, std::move(v)};  // moving a vector keeps its buffer: the span stays valid
+  }
+}
 
 /// Builds a task message: header, runner identity, callable, input.
 template <class F, class Input>

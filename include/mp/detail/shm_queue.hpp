@@ -15,6 +15,10 @@
 // frees the room, and so on — items have no size limit, and since each side holds its
 // own lock, the streaming writer and reader can never wait on each other in a cycle.
 //
+// Memory: the ring's pages are mapped into each process ahead of use, a growing stretch
+// at a time (map_ahead), rather than faulted in one 4 KiB page at a time on first touch
+// (sys.hpp: prefault; on a VM a fault costs more than the item).
+//
 // Waiting: a side that must wait spins while the other side last ran on another CPU
 // (a cross-CPU futex wake-up costs tens of microseconds in a VM) and sleeps on a futex at
 // once when it runs on the same CPU (spinning would only keep the peer off the CPU).
@@ -33,10 +37,12 @@
 // 50 ms, so it never waits for ever on a process that is gone.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -102,6 +108,12 @@ class ShmQueue {
   std::vector<std::byte> scratch_;  // an item that wraps around the ring's end (rlock)
   std::uint64_t head_cache_ = 0;    // the head last seen by a writer here (wlock)
   std::uint64_t tail_cache_ = 0;    // the tail last seen by a reader here (rlock)
+  // The ring's first mapped_ bytes are mapped in this process (see map_ahead).
+  std::mutex map_mu_;                                 // a writer and a reader thread may meet
+  std::atomic<std::size_t> mapped_{0};
+  std::atomic<std::uint32_t> mapped_generation_{0};  // fork_generation() when mapped_ was set
+
+  void map_ahead(std::uint64_t pos, std::size_t n);
 };
 
 }  // namespace mp::detail
