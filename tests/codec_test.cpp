@@ -135,6 +135,23 @@ TEST(Codec, TrailingBytesAreRefused) {
   EXPECT_THROW(decode<int>(ibytes), mp::SerializationError);
 }
 
+TEST(Codec, LargeVectorsRoundTrip) {  // past the size where the buffer is prefaulted
+  std::vector<double> d(600'000);
+  for (std::size_t i = 0; i < d.size(); ++i) d[i] = static_cast<double>(i) * 0.5;
+  EXPECT_EQ(round_trip(d), d);
+  std::vector<std::byte> b(3 << 20, std::byte{0x5a});
+  b.back() = std::byte{1};
+  EXPECT_EQ(round_trip(b), b);
+}
+
+TEST(Codec, ALengthBeyondTheBytesOfWideElementsIsRefused) {
+  auto bytes = encode(std::vector<std::uint64_t>{1, 2, 3, 4});
+  // 20 elements fit the bytes left as a count, not as 8-byte elements.
+  const std::uint64_t n = 20;
+  std::memcpy(bytes.data() + 8, &n, sizeof n);
+  EXPECT_THROW(decode<std::vector<std::uint64_t>>(bytes), mp::SerializationError);
+}
+
 TEST(Codec, AHugeLengthDoesNotAllocate) {
   auto bytes = encode(std::vector<std::uint64_t>{1, 2});
   // The length field follows the 8-byte tag: claim 2^60 elements.

@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "mp/detail/archive.hpp"
+#include "mp/detail/sys.hpp"
 #include "mp/detail/type_tag.hpp"
 #include "mp/errors.hpp"
 
@@ -56,11 +57,41 @@ inline void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const std::vector<std::
   ar(cereal::make_size_tag(static_cast<cereal::size_type>(v.size())));
   ar.saveBinary(v.data(), v.size());
 }
+
+/// v.resize(n) for a vector about to be filled whole: a large new buffer is mapped in one
+/// call, with huge pages where allowed, before the zero-fill touches it (sys.hpp:
+/// prefault; first touches of fresh pages cost more than the copy on a VM).
+template <class T>
+void resize_for_fill(std::vector<T>& v, std::size_t n) {
+  constexpr std::size_t kPrefaultBytes = std::size_t{1} << 20;
+  if (n > v.capacity() && n * sizeof(T) >= kPrefaultBytes) {
+    std::vector<T>().swap(v);
+    v.reserve(n);
+    prefault(v.data(), n * sizeof(T), true);
+  }
+  v.resize(n);
+}
+
 inline void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, std::vector<std::byte>& v) {
   cereal::size_type n = 0;
   ar(cereal::make_size_tag(n));  // refused if larger than the bytes left
-  v.resize(static_cast<std::size_t>(n));
+  resize_for_fill(v, static_cast<std::size_t>(n));
   ar.loadBinary(v.data(), v.size());
+}
+
+// Vectors of numbers: as cereal's own (the same bytes on the wire: the length, then the
+// elements' bytes), with the buffer prepared by resize_for_fill.
+template <class T>
+  requires(std::is_arithmetic_v<T> && !std::is_same_v<T, bool>)
+void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, std::vector<T>& v) {
+  cereal::size_type n = 0;
+  ar(cereal::make_size_tag(n));  // refused if larger than the bytes left
+  if (n > ar.remaining() / sizeof(T)) {
+    throw SerializationError("corrupt message: " + std::to_string(n) + " elements of " + std::to_string(sizeof(T)) +
+                             " bytes with only " + std::to_string(ar.remaining()) + " bytes left");
+  }
+  resize_for_fill(v, static_cast<std::size_t>(n));
+  ar.loadBinary(v.data(), v.size() * sizeof(T));
 }
 
 template <class T>
