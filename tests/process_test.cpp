@@ -330,11 +330,6 @@ TEST_P(ProcessTest, ManyChildrenAtOnce) {
 }
 
 TEST_P(ProcessTest, DestroyedUnjoinedProcessIsStillReaped) {
-#if defined(__SANITIZE_THREAD__)
-  // Under TSan a process stays behind after this test with the fork method (seen in CI
-  // runs; the reaping itself passes): skipped there until understood (issue note).
-  if (GetParam() == mp::StartMethod::fork) GTEST_SKIP() << "leaves a process behind under TSan (under study)";
-#endif
   pid_t pid = 0;
   {
     auto p = ctx().Process(sleep_ms, 50);

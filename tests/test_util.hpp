@@ -47,13 +47,25 @@ inline std::vector<pid_t> children_of(pid_t parent, std::vector<char>* states = 
   return out;
 }
 
-/// True if `pid` no longer runs (gone, or a zombie nobody reaped yet).
+/// True if `pid` no longer runs (gone, or a zombie nobody reaped yet). A zombie counts
+/// only once its whole thread group has ended: the leader shows 'Z' as soon as its own
+/// thread exits, while other threads (under TSan, the runtime's background thread of a
+/// forked child) may still be exiting, and until then waitpid() cannot reap it.
 inline bool process_gone(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
   std::string line;
   if (!std::getline(f, line)) return true;
   auto close = line.rfind(')');
-  return close != std::string::npos && line.size() > close + 2 && line[close + 2] == 'Z';
+  if (close == std::string::npos || line.size() <= close + 2) return false;
+  std::istringstream rest(line.substr(close + 2));
+  char state = 0;
+  rest >> state;
+  if (state != 'Z') return false;
+  std::string skip;
+  for (int field = 4; field < 20; ++field) rest >> skip;  // ppid .. nice
+  long threads = 0;
+  rest >> threads;  // field 20, num_threads: 1 once only the zombie leader is left
+  return threads <= 1;
 }
 
 /// Waits up to `limit` for `pid` to be gone.
