@@ -15,6 +15,11 @@
 //    worker whose initializer threw breaks the pool instead (every unfinished task fails,
 //    no more workers are started). A worker killed from outside while it initializes is
 //    just replaced.
+//  - A start that fails after the fork (no pidfd to be had) kills the child: a worker
+//    waits for its slot's `admitted` word, set once its start succeeded, before it takes
+//    any task, so that no task is taken by a process nobody watches.
+//  - A replacement that cannot start (out of processes or descriptors) is retried by the
+//    supervisor every kRestartMs: a pool never sits with tasks and no worker for ever.
 //  - Threads: the result thread runs the jobs' callbacks, so join()/terminate() from a
 //    callback would wait for themselves: they raise mp::ValueError there.
 #include "mp/detail/pool_core.hpp"
@@ -50,6 +55,7 @@ namespace {
 
 constexpr std::uint64_t kTaskTag = 0x6d702d7461736b73ull;    // "mp-tasks"
 constexpr std::uint64_t kResultTag = 0x6d702d726573756cull;  // "mp-resul"
+constexpr int kRestartMs = 100;  // how often a replacement that could not start is retried
 // Small enough that a few maps have mapped every page in every process (pages are mapped
 // as the rings are first used; a larger message streams through).
 constexpr std::size_t kTaskRing = std::size_t{4} << 20;
@@ -63,6 +69,10 @@ struct alignas(64) WorkerSlot {
   std::atomic<std::uint64_t> job{0};
   std::atomic<std::int64_t> started_ns{0};  // CLOCK_MONOTONIC: the same clock in every process
   std::atomic<std::uint32_t> state{initializing};
+  // Set by the parent once the worker's start has succeeded (it holds its pidfd): a
+  // child whose start failed after the fork is killed, and must not have taken a task
+  // that nobody would then fail.
+  std::atomic<std::uint32_t> admitted{0};
 };
 
 // Claims of cancellable pools: word (job % kClaims) holds job << 2 | state. A newer job
@@ -173,6 +183,7 @@ void pool_worker_main(WorkerArgs args) {
     }
   }
   slot.state.store(WorkerSlot::running, std::memory_order_release);
+  while (slot.admitted.load(std::memory_order_acquire) == 0) futex_wait(slot.admitted, 0, std::nullopt);
 
   std::vector<std::byte> task, out;
   for (std::uint64_t done = 0;;) {
@@ -271,6 +282,7 @@ struct PoolShared {
   std::unordered_map<std::uint64_t, std::shared_ptr<Job>> jobs;
   std::uint64_t next_job = 1;
   std::vector<std::unique_ptr<Process>> workers;  // by slot; null once gone for good
+  std::vector<std::size_t> unstarted;             // slots whose replacement could not start yet (mu)
   std::size_t started = 0;                        // for worker names
   enum class State { running, closed, terminated } state = State::running;
   std::exception_ptr broken;  // the initializer failed
@@ -313,6 +325,8 @@ struct PoolShared {
     auto p = std::make_unique<Process>(options, pool_worker_main, std::move(args));
     p->start();
     workers[i] = std::move(p);
+    slots[i].admitted.store(1, std::memory_order_release);
+    futex_wake(slots[i].admitted, 1);
   }
 
   // Settles part `index` of job `id` with `error` (the job may be gone: ignored).
@@ -397,6 +411,10 @@ struct PoolShared {
           }
         }
         if (config.task_timeout && timeout_ms < 0 && any) timeout_ms = 100;  // a task may start any time
+        if (!unstarted.empty() && state != State::terminated) {
+          timeout_ms = timeout_ms < 0 ? kRestartMs : std::min(timeout_ms, kRestartMs);
+          any = true;
+        }
         if (!any && state != State::running) break;
       }
       ::poll(fds.data(), fds.size(), timeout_ms);
@@ -425,6 +443,7 @@ struct PoolShared {
         if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
         handle_worker_end(who[k - 1]);
       }
+      retry_unstarted();
     }
     supervisor_done = true;
     std::lock_guard g(mu);
@@ -467,12 +486,32 @@ struct PoolShared {
       fail_all(error);
       return;
     }
+    std::lock_guard g(mu);
     try {
-      std::lock_guard g(mu);
       start_worker(i);
     } catch (...) {
-      // Cannot start a replacement (out of processes?): the others go on.
+      // Cannot start a replacement now (out of processes or descriptors?): the others go
+      // on, and the supervisor tries again every kRestartMs, so that a pool whose every
+      // worker died never sits with tasks and nobody to run them.
+      unstarted.push_back(i);
     }
+  }
+
+  void retry_unstarted() {
+    std::lock_guard g(mu);
+    if (state == State::terminated) {
+      unstarted.clear();
+      return;
+    }
+    std::vector<std::size_t> still;
+    for (std::size_t i : unstarted) {
+      try {
+        start_worker(i);
+      } catch (...) {
+        still.push_back(i);
+      }
+    }
+    unstarted.swap(still);
   }
 
   void kill_all() {

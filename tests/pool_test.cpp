@@ -3,6 +3,7 @@
 // start method, with a bound on the time to the error.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -385,6 +386,27 @@ TEST(Progress, ForwardsEveryElementAndDrawsNothingWithoutATerminal) {
 namespace {
 void slow_init() { std::this_thread::sleep_for(std::chrono::milliseconds(300)); }
 }  // namespace
+
+TEST(Pool, AReplacementThatCannotStartIsRetriedUntilItCan) {
+  mp::Pool pool(1);
+  EXPECT_EQ(pool.apply(square, 2), 4);
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  // No new descriptor above 2 (those open stay usable): a replacement's pidfd cannot be
+  // had, so its start fails after the fork (the child is killed) until the limit is back.
+  rlimit none = old;
+  none.rlim_cur = 3;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &none), 0);
+  const auto pids = pool.worker_pids();
+  for (pid_t pid : pids) ::kill(pid, SIGKILL);
+  for (pid_t pid : pids) EXPECT_TRUE(mp_test::wait_gone(pid, 5000ms));
+  auto r = pool.apply_async(square, 6);
+  std::this_thread::sleep_for(300ms);  // a few failed starts, whose children take nothing
+  const bool ran_without_a_worker = r.ready();
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+  EXPECT_FALSE(ran_without_a_worker);
+  EXPECT_EQ(r.get(10s), 36);  // the supervisor's next try starts one
+}
 
 TEST(Pool, AWorkerKilledWhileItInitializesIsReplacedNotABrokenPool) {
   mp::Pool pool({.processes = 1, .initializer = slow_init});
