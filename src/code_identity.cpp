@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
+#include <pthread.h>
 
 #include <cstring>
 #include <mutex>
@@ -55,11 +56,23 @@ std::string build_id_of(const dl_phdr_info* info) {
   return {};
 }
 
+// The caches below are shared by every thread, and a process may fork from any of them
+// (a pool's supervisor starts replacement workers while the caller's thread names its
+// next task's function): a child inheriting one of these locks held, or a local
+// static half-initialized, would wait for ever for a thread it does not have. So the
+// locks and caches are namespace-scope objects (built before main, no init guard), the
+// two computed-once values are settled before every fork, and every fork waits until
+// neither lock is held (pthread_atfork below). Neither lock is taken while holding the
+// other.
+std::mutex g_module_mu;  // guards g_modules
+std::unordered_map<std::string, ModuleInfo> g_modules;
+std::mutex g_ref_mu;  // guards g_refs
+std::unordered_map<const void*, CodeRef> g_refs;
+
 // The module whose loader name is `name` ("" = main executable).
 ModuleInfo find_module(const std::string& name) {
-  static std::mutex mu;
-  static std::unordered_map<std::string, ModuleInfo> cache;
-  std::lock_guard g(mu);
+  std::lock_guard g(g_module_mu);
+  auto& cache = g_modules;
   if (auto it = cache.find(name); it != cache.end()) return it->second;
   struct Search {
     const std::string* name;
@@ -111,15 +124,13 @@ void CodeRef::throw_bad_code_ref() { throw SerializationError("corrupt function 
 // modules' symbols) is paid once per address. Modules are never unloaded under a live
 // function pointer, so an entry stays true.
 CodeRef code_ref_of(const void* addr) {
-  static std::mutex mu;
-  static std::unordered_map<const void*, CodeRef> cache;
   {
-    std::lock_guard g(mu);
-    if (auto it = cache.find(addr); it != cache.end()) return it->second;
+    std::lock_guard g(g_ref_mu);
+    if (auto it = g_refs.find(addr); it != g_refs.end()) return it->second;
   }
-  CodeRef ref = code_ref_of_uncached(addr);
-  std::lock_guard g(mu);
-  cache.emplace(addr, ref);
+  CodeRef ref = code_ref_of_uncached(addr);  // takes g_module_mu: not under g_ref_mu
+  std::lock_guard g(g_ref_mu);
+  g_refs.emplace(addr, ref);
   return ref;
 }
 
@@ -140,10 +151,31 @@ CodeRef code_ref_of_uncached(const void* addr) {
   return ref;
 }
 
+namespace {
+std::uintptr_t main_base() {
+  static const std::uintptr_t base = find_module("").base;
+  return base;
+}
+
+void before_fork() {
+  (void)main_build_hash();  // settled now, not half-done in another thread at the fork
+  (void)main_base();
+  g_ref_mu.lock();
+  g_module_mu.lock();
+}
+void after_fork() {
+  g_module_mu.unlock();
+  g_ref_mu.unlock();
+}
+[[maybe_unused]] const int g_atfork_registered = [] {
+  ::pthread_atfork(before_fork, after_fork, after_fork);
+  return 0;
+}();
+}  // namespace
+
 const void* resolve_code_ref(const CodeRef& ref) {
   if (ref.module.empty()) {  // the main executable: its build was checked when the ref was read
-    static const std::uintptr_t base = find_module("").base;
-    return reinterpret_cast<const void*>(base + ref.offset);
+    return reinterpret_cast<const void*>(main_base() + ref.offset);
   }
   ModuleInfo m = find_module(ref.module);
   if (!m.found) {

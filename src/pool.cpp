@@ -26,6 +26,7 @@
 
 #include <malloc.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -249,18 +250,27 @@ std::string describe_end(int code) {
 
 }  // namespace
 
+namespace {
+// As code_identity.cpp's caches: namespace scope, never held while taking another lock,
+// and free at every fork (a supervisor thread forks while the caller builds tasks).
+std::mutex g_runner_mu;  // guards g_runners
+std::unordered_map<TaskRunner, std::vector<std::byte>> g_runners;
+[[maybe_unused]] const int g_runner_atfork = [] {
+  ::pthread_atfork([] { g_runner_mu.lock(); }, [] { g_runner_mu.unlock(); }, [] { g_runner_mu.unlock(); });
+  return 0;
+}();
+}  // namespace
+
 const std::vector<std::byte>& runner_identity(TaskRunner runner) {
-  static std::mutex mu;
-  static std::unordered_map<TaskRunner, std::vector<std::byte>> cache;
-  std::lock_guard g(mu);
-  auto it = cache.find(runner);
-  if (it == cache.end()) {
-    std::vector<std::byte> bytes;
-    OutputArchive ar(bytes);
-    ar(code_ref_of(reinterpret_cast<const void*>(runner)));
-    it = cache.emplace(runner, std::move(bytes)).first;
+  {
+    std::lock_guard g(g_runner_mu);
+    if (auto it = g_runners.find(runner); it != g_runners.end()) return it->second;
   }
-  return it->second;
+  std::vector<std::byte> bytes;
+  OutputArchive ar(bytes);
+  ar(code_ref_of(reinterpret_cast<const void*>(runner)));
+  std::lock_guard g(g_runner_mu);
+  return g_runners.emplace(runner, std::move(bytes)).first->second;  // an entry is never replaced
 }
 
 void throw_remote_error(InputArchive& ar) {
