@@ -51,9 +51,12 @@ std::atomic<bool> g_membarrier{false};
 }  // namespace
 
 void fence_register() noexcept {
-  static const bool registered =
-      ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
-  if (registered) g_membarrier.store(true, std::memory_order_relaxed);
+  // No local static (its init guard, held by another thread at a fork, would hang the
+  // child): registering again is harmless, so racing threads may both do it.
+  if (g_membarrier.load(std::memory_order_relaxed)) return;
+  if (::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0) {
+    g_membarrier.store(true, std::memory_order_relaxed);
+  }
 }
 
 bool fence_membarrier_available() noexcept { return g_membarrier.load(std::memory_order_relaxed); }

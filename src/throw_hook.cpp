@@ -21,7 +21,10 @@ extern "C" {
 
 [[noreturn]] void __cxa_throw(void* object, std::type_info* type, void (*destructor)(void*)) {
   using real_fn = void (*)(void*, std::type_info*, void (*)(void*));
-  static const auto real = reinterpret_cast<real_fn>(::dlsym(RTLD_NEXT, "__cxa_throw"));
+  // Looked up on every throw rather than kept in a local static: a static's init guard
+  // held by another thread at a fork would hang a child's first throw (and a throw is
+  // not a fast path).
+  const auto real = reinterpret_cast<real_fn>(::dlsym(RTLD_NEXT, "__cxa_throw"));
   mp::detail::record_throw_stack();
   real(object, type, destructor);
   std::abort();  // the runtime's __cxa_throw never returns
