@@ -165,6 +165,13 @@ bool wait_on(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& waitin
   }
 }
 
+// A side waits for the other only while it holds its own lock, so at most one process
+// sleeps on each sequence word (repairs included). When a lock's holder is found dead,
+// its sleeper count goes with it; left raised, every later publish would make a futex
+// call for nobody (a pool worker killed while idle would tax every task after it).
+void forget_dead_reader_wait(QueueShared* q) { q->readers_waiting.store(0, std::memory_order_relaxed); }
+void forget_dead_writer_wait(QueueShared* q) { q->writers_waiting.store(0, std::memory_order_relaxed); }
+
 bool is_aborted(const QueueShared* q, std::uint64_t start, std::uint64_t* resume) {
   const std::uint32_t n = q->abort_count.load(std::memory_order_acquire);
   for (std::uint32_t i = 0; i < std::min<std::uint32_t>(n, kAborts); ++i) {
@@ -203,7 +210,8 @@ void repair_writer(QueueShared* q) {
 // lock, the record's writer gave up (the abort is recorded) or died (repaired here).
 // Returns true: the caller looks at the stream again.
 bool repair_writer_if_gone(QueueShared* q) {
-  if (q->wlock.try_lock() != RobustMutex::Result::busy) {
+  if (const auto r = q->wlock.try_lock(); r != RobustMutex::Result::busy) {
+    if (r == RobustMutex::Result::owner_died) forget_dead_writer_wait(q);
     repair_writer(q);
     q->wlock.consistent();
     q->wlock.unlock();
@@ -352,7 +360,7 @@ bool ShmQueue::full() const noexcept { return q_->maxsize && qsize() >= q_->maxs
 bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline) {
   QueueShared* q = q_;
   const std::uint64_t cap = q->capacity;
-  if (!take_lock(q->wlock, deadline, false, [q] { repair_writer(q); })) return false;
+  if (!take_lock(q->wlock, deadline, false, [q] { forget_dead_writer_wait(q), repair_writer(q); })) return false;
   Unlock unlock{q->wlock};
   note_cpu(q->writer_cpu);
 
@@ -363,6 +371,7 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
     auto r = q->rlock.try_lock();
     if (r == RobustMutex::Result::busy) return false;
     if (r == RobustMutex::Result::owner_died) {
+      forget_dead_reader_wait(q);
       if (q->r_active && q->w_active && q->r_start == q->w_start) {
         // It was reading our own record: the item went with it. Drop what is published.
         publish_head(q, q->tail.load(std::memory_order_relaxed));
@@ -480,7 +489,7 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
 bool ShmQueue::get_impl(ConsumeFn fn, void* ctx, const Deadline& deadline, bool try_lock_only) {
   QueueShared* q = q_;
   const std::uint64_t cap = q->capacity;
-  if (!take_lock(q->rlock, deadline, try_lock_only, [q] { repair_reader(q); })) return false;
+  if (!take_lock(q->rlock, deadline, try_lock_only, [q] { forget_dead_reader_wait(q), repair_reader(q); })) return false;
   Unlock unlock{q->rlock};
   note_cpu(q->reader_cpu);
 
