@@ -19,13 +19,15 @@
 //    the program had at that moment, for the program's whole life), it may allocate
 //    freely (no async-signal-safety rules in a multithreaded parent), and posix_spawn
 //    costs the same whatever the parent's size. The exec'd process forks once and its
-//    first half exits at once (a thread of the starter reaps it), so the tracker is nobody's child
+//    first half exits at once (the starter reaps it), so the tracker is nobody's child
 //    in the tree: it never shows in waitpid(), active_children() or the tests'
 //    expect_no_children_left(), and a program's `while (wait(nullptr) > 0)` cannot
 //    hang on it. The first half reports the tracker's pid on the socket: the starter
-//    knows it started. Cost: one exec of the program per tree (a few ms, once), which
-//    nobody waits for before the first child: the starter reads the report at its
-//    first tracked creation (where a tracker that could not start must be an error).
+//    knows it started. Cost: one exec of the program per tree (a few ms, once), waited
+//    for before the first child: the launcher is reaped at once, by the starter itself.
+//    (Not by a helper thread so that the first child need not wait: a thread starting or
+//    ending while the next fork happens can leave a sanitizer's or allocator's lock held
+//    in the child, and a fork follows at once. Seen under ASan.)
 //  - The tracker puts itself in its own process group (setpgid, not setsid: it stays
 //    in the session) and ignores SIGINT, SIGTERM, SIGHUP, SIGQUIT and job control: a
 //    Ctrl-C, a `kill -9 -PGID` of the program's job or a `killall` of its name kills
@@ -89,17 +91,12 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
-#include <memory>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
-#include <utility>
 
 #include "mp/detail/sys.hpp"
 #include "mp/errors.hpp"
@@ -205,91 +202,46 @@ __attribute__((constructor(101))) void run_if_tracker(int argc, char** argv, cha
 
 // ---- the client in every process of the tree ------------------------------------
 
-std::mutex g_mu;  // guards the three below; held across fork (atfork)
+std::mutex g_mu;  // guards the two below; held across fork (atfork)
 int g_fd = -1;    // this process's end, CLOEXEC
 pid_t g_pid = 0;  // the tracker, when known
-bool g_hello_pending = false;  // this process launched the tracker and has not read its hello
-// The launcher's end, told by the thread that reaps it.
-struct Reaped {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-};
-std::shared_ptr<Reaped> g_launcher;  // until confirm_locked() has seen it gone
 std::atomic<bool> g_wanted{false};
 
 void atfork_prepare() { g_mu.lock(); }
-void atfork_parent() { g_mu.unlock(); }
-void atfork_child() {
-  g_hello_pending = false;  // the hello is the launcher's to read, on the socket both share
-  g_launcher = nullptr;     // and the launcher is not this process's child
-  g_mu.unlock();
-}
+void atfork_release() { g_mu.unlock(); }
 
 [[maybe_unused]] const int g_atfork_registered = [] {
-  ::pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+  ::pthread_atfork(atfork_prepare, atfork_release, atfork_release);
   return 0;
 }();
 
-// Starts a tracker for this process if it has none, without waiting for it: the socket
-// works at once (the tracker reads what was sent when it gets there), so a process's
-// first child need not wait for an exec of the whole program (a few ms). The launcher,
-// this process's child for those few ms, is reaped by a thread that lives as long.
-// Called with g_mu held.
-void launch_locked() {
+// Starts a tracker for this process if it has none. Called with g_mu held.
+void ensure_running_locked() {
   if (g_fd >= 0) return;
   int sv[2];
   sys("socketpair", [&] { return ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv); });
   UniqueFd mine(sv[0]), theirs(sv[1]);
-  const pid_t launcher = spawn_self({kTrackerFlag}, {theirs.get()});
+  const pid_t first = spawn_self({kTrackerFlag}, {theirs.get()});
   theirs.reset();
-  auto reaped = std::make_shared<Reaped>();
-  auto reap = [launcher, reaped] {
-    int status = 0;
-    while (::waitpid(launcher, &status, 0) < 0 && errno == EINTR) {
-    }
-    std::lock_guard g(reaped->mu);
-    reaped->done = true;
-    reaped->cv.notify_all();
-  };
-  try {
-    std::thread(reap).detach();
-  } catch (...) {
-    reap();  // no thread to be had: wait here
+  int status = 0;
+  const pid_t reaped = sys_nothrow([&] { return ::waitpid(first, &status, 0); });
+  if (reaped == first && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+    throw ProcessError(
+        "could not start the resource tracker (a new start of /proc/self/exe): it ended with wait "
+        "status " +
+        std::to_string(status) + "; segments created with .track = false need none");
   }
-  g_fd = mine.release();
-  g_pid = 0;
-  g_hello_pending = true;
-  g_launcher = std::move(reaped);
-}
-
-// Waits for the hello of a tracker this process launched (its pid): throws if it never
-// came (the launcher could not fork, the program could not start). Called with g_mu held.
-void confirm_locked() {
-  if (!g_hello_pending) return;
-  g_hello_pending = false;
-  pollfd pfd{g_fd, POLLIN, 0};
+  // The hello is there already when the launcher was reaped here; wait a little in
+  // case somebody else reaped it (SIGCHLD ignored, a waitpid(-1) of the program's).
+  pollfd pfd{mine.get(), POLLIN, 0};
   sys_nothrow([&] { return ::poll(&pfd, 1, 5000); });
   Hello hello{};
-  const auto n = sys_nothrow([&] { return ::recv(g_fd, &hello, sizeof hello, MSG_DONTWAIT); });
+  const auto n = sys_nothrow([&] { return ::recv(mine.get(), &hello, sizeof hello, MSG_DONTWAIT); });
   if (n != static_cast<ssize_t>(sizeof hello) || hello.magic != kHelloMagic) {
-    ::close(g_fd);
-    g_fd = -1;
-    throw ProcessError("could not start the resource tracker (a new start of /proc/self/exe): it did not report; "
-                       "segments created with .track = false need none");
+    throw ProcessError("could not start the resource tracker: it did not report");
   }
   g_pid = hello.pid;
-  // And the launcher is gone: until then it holds the tracker's end of the socket too,
-  // so a tracker killed now would not show as EPIPE (register_segment's replacement).
-  if (auto reaped = std::exchange(g_launcher, nullptr)) {
-    std::unique_lock g(reaped->mu);
-    reaped->cv.wait_for(g, std::chrono::seconds(5), [&] { return reaped->done; });
-  }
-}
-
-void ensure_running_locked() {
-  launch_locked();
-  confirm_locked();
+  g_fd = mine.release();
 }
 
 // Sends one request. false if the tracker is gone (EPIPE).
@@ -312,7 +264,7 @@ void before_child() noexcept {
   if (!g_wanted.load(std::memory_order_relaxed)) return;
   std::lock_guard g(g_mu);
   try {
-    launch_locked();  // confirmed by the first register_segment()
+    ensure_running_locked();
   } catch (...) {
     // The child starts untracked; the next register_segment() retries and reports.
   }
@@ -330,7 +282,6 @@ void adopt(int fd) noexcept {
   if (g_fd >= 0 && g_fd != fd) ::close(g_fd);
   g_fd = fd;
   g_pid = 0;
-  g_hello_pending = false;
 }
 
 void register_segment(const std::string& name) {
@@ -348,7 +299,6 @@ void register_segment(const std::string& name) {
   ::close(g_fd);
   g_fd = -1;
   g_pid = 0;
-  g_hello_pending = false;
   ensure_running_locked();
   if (!send_locked('R', name)) throw ProcessError("the resource tracker died right after it started");
 }
@@ -365,10 +315,6 @@ void unregister_segment(const std::string& name) noexcept {
 
 pid_t pid() noexcept {
   std::lock_guard g(g_mu);
-  try {
-    confirm_locked();
-  } catch (...) {
-  }
   return g_pid;
 }
 
