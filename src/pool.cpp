@@ -625,8 +625,11 @@ void PoolCore::close() {
     std::lock_guard g(s_->mu);
     if (s_->state != PoolShared::State::running) return;
     s_->state = PoolShared::State::closed;
-    for (auto& w : s_->workers)
-      if (w) ++n;
+    // One stop per slot, not per live worker: a slot whose worker just died has none
+    // for a moment (the supervisor is reaping it, or retrying its start), and its
+    // replacement must find a stop too, or join() waits for it for ever. No worker has
+    // taken a stop before close(), so every slot will have one.
+    n = s_->workers.size();
   }
   const TaskHeader stop{};
   for (std::size_t i = 0; i < n; ++i) s_->tasks->put(std::as_bytes(std::span<const TaskHeader, 1>(&stop, 1)), std::nullopt);
