@@ -2,7 +2,9 @@
 // matrix (a worker SIGKILLed, segfaulting, aborting, exiting inside a task) under every
 // start method, with a bound on the time to the error.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -388,22 +390,33 @@ void slow_init() { std::this_thread::sleep_for(std::chrono::milliseconds(300)); 
 }  // namespace
 
 TEST(Pool, AReplacementThatCannotStartIsRetriedUntilItCan) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The asan-ubsan build's vptr check opens a pipe to probe memory: with no descriptor
+  // left it reports every checked access as invalid. The debug and tsan passes run it.
+  GTEST_SKIP() << "UBSan's vptr check needs descriptors";
+#endif
   mp::Pool pool(1);
   EXPECT_EQ(pool.apply(square, 2), 4);
   rlimit old{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
   // No new descriptor above 2 (those open stay usable): a replacement's pidfd cannot be
   // had, so its start fails after the fork (the child is killed) until the limit is back.
+  // The workers are watched through pidfds opened first: nothing below may open a file.
+  std::vector<int> pidfds;
+  for (pid_t pid : pool.worker_pids()) pidfds.push_back(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   rlimit none = old;
   none.rlim_cur = 3;
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &none), 0);
-  const auto pids = pool.worker_pids();
-  for (pid_t pid : pids) ::kill(pid, SIGKILL);
-  for (pid_t pid : pids) EXPECT_TRUE(mp_test::wait_gone(pid, 5000ms));
+  for (int fd : pidfds) ::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0);
+  for (int fd : pidfds) {
+    pollfd ended{fd, POLLIN, 0};
+    EXPECT_EQ(::poll(&ended, 1, 5000), 1) << "a worker outlived SIGKILL";
+  }
   auto r = pool.apply_async(square, 6);
   std::this_thread::sleep_for(300ms);  // a few failed starts, whose children take nothing
   const bool ran_without_a_worker = r.ready();
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+  for (int fd : pidfds) ::close(fd);
   EXPECT_FALSE(ran_without_a_worker);
   EXPECT_EQ(r.get(10s), 36);  // the supervisor's next try starts one
 }
