@@ -507,8 +507,7 @@ bool ShmQueue::get_impl(ConsumeFn fn, void* ctx, const Deadline& deadline, bool 
       return false;
 
     std::uint64_t length = 0;
-    map_ahead(head, kHeaderBytes);
-    ring_read(ring_, cap, head, reinterpret_cast<std::byte*>(&length), kHeaderBytes);
+    ring_read(ring_, cap, head, reinterpret_cast<std::byte*>(&length), kHeaderBytes);  // may fault its page once
     const std::size_t rec = kHeaderBytes + round8(static_cast<std::size_t>(length));
     const std::uint64_t start = head;
     map_ahead(head, std::min<std::size_t>(rec, cap));

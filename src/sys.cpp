@@ -56,7 +56,7 @@ std::uint32_t fork_generation() noexcept { return g_fork_generation.load(std::me
 
 void prefault(void* p, std::size_t n, bool huge) noexcept {
 #ifdef MADV_POPULATE_WRITE
-  static const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));  // no local static: fork-safe
   constexpr std::uintptr_t kHuge = std::uintptr_t{2} << 20;
   const auto begin = reinterpret_cast<std::uintptr_t>(p);
   const auto first = begin & ~(page - 1);  // populating leaves the contents as they are

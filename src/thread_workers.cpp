@@ -61,7 +61,6 @@ void ThreadWorkers::terminate() {
     if (t.abandon) t.abandon();
 }
 
-
 bool ThreadWorkers::closed() const {
   std::lock_guard g(mu_);
   return closed_;

@@ -7,6 +7,7 @@
 // sanitizer's interceptor, which then calls the runtime's).
 #include <dlfcn.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <typeinfo>
 
@@ -21,10 +22,14 @@ extern "C" {
 
 [[noreturn]] void __cxa_throw(void* object, std::type_info* type, void (*destructor)(void*)) {
   using real_fn = void (*)(void*, std::type_info*, void (*)(void*));
-  // Looked up on every throw rather than kept in a local static: a static's init guard
-  // held by another thread at a fork would hang a child's first throw (and a throw is
-  // not a fast path).
-  const auto real = reinterpret_cast<real_fn>(::dlsym(RTLD_NEXT, "__cxa_throw"));
+  // Looked up once, without a local static (whose init guard, held by another thread at
+  // a fork, would hang the child's first throw): racing threads find the same address.
+  static std::atomic<real_fn> cached{nullptr};  // constant-initialized: no guard
+  real_fn real = cached.load(std::memory_order_relaxed);
+  if (!real) {
+    real = reinterpret_cast<real_fn>(::dlsym(RTLD_NEXT, "__cxa_throw"));
+    cached.store(real, std::memory_order_relaxed);
+  }
   mp::detail::record_throw_stack();
   real(object, type, destructor);
   std::abort();  // the runtime's __cxa_throw never returns

@@ -28,7 +28,6 @@
 
 #include "mp/detail/futex.hpp"
 #include "mp/detail/pool_core.hpp"
-#include "mp/detail/sys.hpp"
 #include "mp/errors.hpp"
 
 namespace mp::detail {
@@ -210,10 +209,7 @@ class MapState : public AsyncState<std::vector<R>> {
         chunksize_(chunksize),
         chunks_(chunksize == 0 ? 0 : (items + chunksize - 1) / chunksize),
         arrived_(chunks_, false) {
-    // Mapped in one call before the zero-fill touches it (sys.hpp: prefault).
-    results_.reserve(items);
-    if (items * sizeof(R) >= kPrefaultBytes) prefault(results_.data(), items * sizeof(R), true);
-    results_.resize(items);
+    resize_for_fill(results_, items);  // a big one is mapped in one call (codec.hpp)
     if (chunks_ == 0) this->set_value({});
   }
 
@@ -257,8 +253,6 @@ class MapState : public AsyncState<std::vector<R>> {
   void fail(std::uint32_t, std::exception_ptr error) override { this->set_error(std::move(error)); }
 
  private:
-  static constexpr std::size_t kPrefaultBytes = std::size_t{1} << 20;
-
   // Where chunk `index` goes and how many results it holds; {0, 0} if it has arrived
   // already (or there is no such chunk). Throws if it came with `count` results instead.
   // With mu_ held.
