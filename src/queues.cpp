@@ -13,7 +13,7 @@
 #include <new>
 #include <string>
 
-#include "mp/detail/robust_mutex.hpp"
+#include "mp/detail/biased_lock.hpp"
 #include "mp/detail/sys.hpp"
 #include "mp/errors.hpp"
 
@@ -21,7 +21,7 @@ namespace mp::detail {
 
 namespace {
 constexpr std::uint32_t kMagic = 0x4d505155;  // "MPQU"
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersion = 2;
 constexpr std::size_t kHeaderBytes = 8;
 constexpr std::size_t kAborts = 64;
 constexpr auto kLookAround = std::chrono::milliseconds(50);
@@ -45,28 +45,28 @@ struct alignas(64) QueueShared {
   std::uint32_t joinable;  // put() counts a task (JoinableQueue)
   char type_name[96];
 
-  // The writer's lines: its lock, then what the reader watches.
-  alignas(64) RobustMutex wlock;
+  // The writer's lines: its lock; what the reader watches (tail, written per item, and
+  // what is written rarely); what only a sleeping reader touches; the writer's own.
+  alignas(64) BiasedLock wlock;
   alignas(64) std::atomic<std::uint64_t> tail;  // the reader spins on this line: only tail
-  std::atomic<std::uint64_t> puts;               // and puts are written on it
-  // Touched only when a reader sleeps (so not on the line the reader spins on).
+  std::atomic<std::uint64_t> puts;               // and puts are written on it per item
   alignas(64) std::atomic<std::uint32_t> data_seq;  // bumped when a sleeping reader must wake
   std::atomic<std::uint32_t> readers_waiting;       // sleepers on data_seq
-  std::atomic<std::int32_t> writer_cpu;             // written when it changes
+  std::atomic<std::int32_t> writer_cpu;          // written when it changes
   // The writer's item in progress (guarded by wlock; read by whoever repairs it).
-  std::uint64_t w_start;
+  alignas(64) std::uint64_t w_start;
   std::uint64_t w_end;
   std::uint32_t w_active;
 
-  // The reader's lines.
-  alignas(64) RobustMutex rlock;
+  // The reader's lines, likewise.
+  alignas(64) BiasedLock rlock;
   alignas(64) std::atomic<std::uint64_t> head;
   std::atomic<std::uint64_t> gets;                   // items taken (or dropped)
   alignas(64) std::atomic<std::uint32_t> space_seq;  // bumped when a sleeping writer must wake
   std::atomic<std::uint32_t> writers_waiting;        // sleepers on space_seq
   std::atomic<std::int32_t> reader_cpu;              // written when it changes
   // The reader's streamed item in progress (guarded by rlock).
-  std::uint64_t r_start;
+  alignas(64) std::uint64_t r_start;
   std::uint64_t r_end;
   std::uint32_t r_active;
 
@@ -200,9 +200,9 @@ void repair_writer(QueueShared* q) {
   const std::uint64_t tail = q->tail.load(std::memory_order_acquire);
   if (tail == q->w_start) {
     add_puts(q, -1);  // nothing of it was published
-  } else {
+  } else if (tail < q->w_end) {
     record_abort(q, q->w_start, tail);  // the reader drops it and counts it out
-  }
+  }  // else: published whole, the writer died just after
   q->w_active = 0;
 }
 
@@ -210,11 +210,12 @@ void repair_writer(QueueShared* q) {
 // lock, the record's writer gave up (the abort is recorded) or died (repaired here).
 // Returns true: the caller looks at the stream again.
 bool repair_writer_if_gone(QueueShared* q) {
-  if (const auto r = q->wlock.try_lock(); r != RobustMutex::Result::busy) {
-    if (r == RobustMutex::Result::owner_died) forget_dead_writer_wait(q);
+  BiasedLock::Hold hold;
+  if (const auto r = q->wlock.try_lock(hold); r != BiasedLock::Result::busy) {
+    if (r == BiasedLock::Result::owner_died) forget_dead_writer_wait(q);
     repair_writer(q);
-    q->wlock.consistent();
-    q->wlock.unlock();
+    q->wlock.consistent(hold);
+    q->wlock.unlock(hold);
   }
   return true;
 }
@@ -222,25 +223,26 @@ bool repair_writer_if_gone(QueueShared* q) {
 // Acquires a lock; a dead previous holder's state is repaired with `repair`.
 // Returns false on timeout (or busy with try_only).
 template <class Repair>
-bool take_lock(RobustMutex& m, const Deadline& deadline, bool try_only, Repair&& repair) {
-  auto r = try_only ? m.try_lock() : m.lock(deadline);
-  if (r == RobustMutex::Result::timed_out || r == RobustMutex::Result::busy) return false;
-  if (r == RobustMutex::Result::owner_died) {
+bool take_lock(BiasedLock& m, BiasedLock::Hold& hold, const Deadline& deadline, bool try_only, Repair&& repair) {
+  auto r = try_only ? m.try_lock(hold) : m.lock(hold, deadline);
+  if (r == BiasedLock::Result::timed_out || r == BiasedLock::Result::busy) return false;
+  if (r == BiasedLock::Result::owner_died) {
     try {
       repair();
     } catch (...) {
-      m.consistent();
-      m.unlock();
+      m.consistent(hold);
+      m.unlock(hold);
       throw;
     }
-    m.consistent();
+    m.consistent(hold);
   }
   return true;
 }
 
 struct Unlock {
-  RobustMutex& m;
-  ~Unlock() { m.unlock(); }
+  BiasedLock& m;
+  const BiasedLock::Hold& hold;
+  ~Unlock() { m.unlock(hold); }
 };
 
 }  // namespace
@@ -360,17 +362,19 @@ bool ShmQueue::full() const noexcept { return q_->maxsize && qsize() >= q_->maxs
 bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline) {
   QueueShared* q = q_;
   const std::uint64_t cap = q->capacity;
-  if (!take_lock(q->wlock, deadline, false, [q] { forget_dead_writer_wait(q), repair_writer(q); })) return false;
-  Unlock unlock{q->wlock};
+  BiasedLock::Hold hold;
+  if (!take_lock(q->wlock, hold, deadline, false, [q] { forget_dead_writer_wait(q), repair_writer(q); })) return false;
+  Unlock unlock{q->wlock, hold};
   note_cpu(q->writer_cpu);
 
   // A reader that died in the middle of a streamed record stops the ring from draining:
   // while waiting for room, look at the reader lock now and then.
   bool dropped_by_dead_reader = false;
   auto check_reader = [&] {
-    auto r = q->rlock.try_lock();
-    if (r == RobustMutex::Result::busy) return false;
-    if (r == RobustMutex::Result::owner_died) {
+    BiasedLock::Hold rhold;
+    auto r = q->rlock.try_lock(rhold);
+    if (r == BiasedLock::Result::busy) return false;
+    if (r == BiasedLock::Result::owner_died) {
       forget_dead_reader_wait(q);
       if (q->r_active && q->w_active && q->r_start == q->w_start) {
         // It was reading our own record: the item went with it. Drop what is published.
@@ -386,9 +390,9 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
         add_gets(q, 1);
         q->r_active = 0;
       }
-      q->rlock.consistent();
+      q->rlock.consistent(rhold);
     }
-    q->rlock.unlock();
+    q->rlock.unlock(rhold);
     return true;
   };
 
@@ -426,9 +430,9 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
     map_ahead(tail, rec);
     ring_write(ring_, cap, tail, reinterpret_cast<const std::byte*>(&length), kHeaderBytes);
     ring_write(ring_, cap, tail + kHeaderBytes, payload.data(), payload.size());
-    q->w_active = 0;
     if (q->joinable) q->unfinished.fetch_add(1, std::memory_order_acq_rel);
     publish_tail(q, tail + rec);
+    q->w_active = 0;
     return true;
   }
 
@@ -489,8 +493,10 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
 bool ShmQueue::get_impl(ConsumeFn fn, void* ctx, const Deadline& deadline, bool try_lock_only) {
   QueueShared* q = q_;
   const std::uint64_t cap = q->capacity;
-  if (!take_lock(q->rlock, deadline, try_lock_only, [q] { forget_dead_reader_wait(q), repair_reader(q); })) return false;
-  Unlock unlock{q->rlock};
+  BiasedLock::Hold hold;
+  if (!take_lock(q->rlock, hold, deadline, try_lock_only, [q] { forget_dead_reader_wait(q), repair_reader(q); }))
+    return false;
+  Unlock unlock{q->rlock, hold};
   note_cpu(q->reader_cpu);
 
   for (;;) {

@@ -82,6 +82,27 @@ bool read_proc_stat(pid_t pid, char& state, std::uint64_t& start_time) {
   return true;
 }
 
+constexpr auto kHolderCheckPeriod = 20ms;
+constexpr int kLockSpins = 100;
+
+// Stores only what changes: the line is contended, and the same process taking the
+// lock again (the common case) finds its stamp already there.
+void on_acquired(LockState& s, bool died) {
+  const auto stamp = self_stamp();
+  if (s.stamp.load(std::memory_order_relaxed) != stamp) s.stamp.store(stamp, std::memory_order_relaxed);
+  if (s.recursive) {
+    s.owner_tid.store(static_cast<std::uint32_t>(self_tid()), std::memory_order_relaxed);
+    s.count.store(1, std::memory_order_relaxed);
+  }
+  if (died || s.holder_died.load(std::memory_order_relaxed)) s.holder_died.store(died ? 1 : 0, std::memory_order_relaxed);
+}
+
+bool deadline_passed(const Deadline& deadline) {
+  return deadline && std::chrono::steady_clock::now() >= *deadline;
+}
+
+}  // namespace
+
 std::uint64_t self_stamp() noexcept {
   static std::atomic<std::uint64_t> cached{0};
   static std::atomic<std::uint32_t> cached_generation{0};
@@ -108,27 +129,6 @@ bool holder_gone(pid_t pid, std::uint64_t stamp) {
   const bool stamp_is_this_pid = (stamp & ((std::uint64_t{1} << 22) - 1)) == static_cast<std::uint64_t>(pid);
   return stamp_is_this_pid && (stamp >> 22) != start;
 }
-
-constexpr auto kHolderCheckPeriod = 20ms;
-constexpr int kLockSpins = 100;
-
-// Stores only what changes: the line is contended, and the same process taking the
-// lock again (the common case) finds its stamp already there.
-void on_acquired(LockState& s, bool died) {
-  const auto stamp = self_stamp();
-  if (s.stamp.load(std::memory_order_relaxed) != stamp) s.stamp.store(stamp, std::memory_order_relaxed);
-  if (s.recursive) {
-    s.owner_tid.store(static_cast<std::uint32_t>(self_tid()), std::memory_order_relaxed);
-    s.count.store(1, std::memory_order_relaxed);
-  }
-  if (died || s.holder_died.load(std::memory_order_relaxed)) s.holder_died.store(died ? 1 : 0, std::memory_order_relaxed);
-}
-
-bool deadline_passed(const Deadline& deadline) {
-  return deadline && std::chrono::steady_clock::now() >= *deadline;
-}
-
-}  // namespace
 
 pid_t self_pid() noexcept {
   pid_t pid = g_pid.load(std::memory_order_relaxed);
