@@ -1,9 +1,12 @@
 // mp/detail/shm_queue.hpp — the untyped core of mp's queues: a byte ring in shared
 // memory between any number of producer and consumer processes.
 //
-// Design. A memfd mapping holds a header and a ring of bytes. Producers take the robust
-// writer lock and append one record ([u64 length][payload][padding to 8]); consumers
-// take the robust reader lock and take one record. Between the two lock holders the
+// Design. A memfd mapping holds a header and a ring of bytes. Producers take the writer
+// lock and append one record ([u64 length][payload][padding to 8]); consumers take the
+// reader lock and take one record. Both locks are robust and biased (biased_lock.hpp):
+// a process that is a side's only user for a while takes and releases its lock with
+// plain stores, so a steady producer/consumer pair pays no atomic read-modify-write per
+// item. Between the two lock holders the
 // ring is single-producer single-consumer: `tail` (bytes published) is written only by
 // the writer, `head` (bytes consumed) only by the reader, each with release/acquire, so
 // the data path has no other atomic read-modify-write. (Python's Queue has the same two
@@ -32,8 +35,8 @@
 //  - a consumer dies before it took an item out of the ring: another consumer gets it;
 //  - a consumer dies in the middle of a streamed item: that item is lost with it, the
 //    next consumer skips the rest of it.
-// The next process to take the dead one's lock repairs the state (robust mutexes tell it
-// the holder died); a waiter on the other side looks at the dead side's lock every
+// The next process to take the dead one's lock repairs the state (the lock tells it the
+// holder died: the robust mutex, or for a bias owner its process found gone in /proc); a waiter on the other side looks at the dead side's lock every
 // 50 ms, so it never waits for ever on a process that is gone.
 #pragma once
 
