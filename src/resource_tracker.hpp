@@ -11,26 +11,38 @@
 
 namespace mp::detail::resource_tracker {
 
-/// Declares that this program creates tracked resources, so that the tracker is
-/// started before this process's first child (shared_memory.cpp calls it from a static
-/// initializer: a program that never links SharedMemory never starts a tracker).
+/// Declares that this program creates tracked resources, so that each process links
+/// its children to its tree's tracker (shared_memory.cpp calls it from a static
+/// initializer: a program that never links SharedMemory never makes a link).
 void want() noexcept;
 
 /// Process::start, before any child is launched: if tracking is wanted and this
-/// process has no tracker, start one, so that every process of the tree holds it from
-/// its birth. Never throws: a failure is retried by the next register_segment().
+/// process has no link to a tree's tracker, make one (a socket pair and a shared page:
+/// a few system calls, no process), so that every process of the tree holds it from
+/// its birth. The tracker itself starts at the tree's first tracked creation, in
+/// whichever process that happens. Never throws: a child born unlinked makes its own
+/// link at its first register_segment().
 void before_child() noexcept;
 
-/// The descriptor a spawn or forkserver child must receive (make_child_payload), or
-/// -1 if this process has no tracker.
+/// The descriptors of this process's link (-1 where absent): what a spawn or
+/// forkserver child must receive (make_child_payload).
+struct Link {
+  int tree = -1;   // the tree's end of the socket
+  int spare = -1;  // the tracker's end, while no tracker has been seen running
+  int state = -1;  // the shared page (who starts the tracker, its pid)
+};
+Link link() noexcept;
+
+/// The tree's end of the socket, or -1 if this process has no link.
 int fd() noexcept;
 
-/// In a spawn or forkserver child (run_child_payload): `fd`, received with the
-/// payload, is this process's connection to its tree's tracker. Takes ownership.
-void adopt(int fd) noexcept;
+/// In a spawn or forkserver child (run_child_payload): the link received with the
+/// payload becomes this process's. Takes ownership of the descriptors.
+void adopt(const Link& link) noexcept;
 
 /// Registers the shared memory segment `name` (no leading '/') that this process just
-/// created; starts the tracker if this process has none. Throws mp::ProcessError or
+/// created; starts the tree's tracker if none runs yet (or waits for the process of the
+/// tree that is starting it). Throws mp::ProcessError or
 /// mp::OSError if no tracker can be started.
 void register_segment(const std::string& name);
 
@@ -38,8 +50,8 @@ void register_segment(const std::string& name);
 /// never starts a tracker (a process without one has nothing registered).
 void unregister_segment(const std::string& name) noexcept;
 
-/// The tracker's pid when this process started it (or is a fork child of the one
-/// that did), 0 otherwise. For tests and diagnostics.
+/// The tree's tracker's pid, 0 while none runs (no tracked creation yet). For tests
+/// and diagnostics; never starts one.
 pid_t pid() noexcept;
 
 }  // namespace mp::detail::resource_tracker

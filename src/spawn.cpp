@@ -4,7 +4,7 @@
 //
 // The payload is a cereal archive (archive.hpp):
 //   magic, main executable's build-id, the program's start method,
-//   whether the tree's resource tracker's descriptor travels + its index,
+//   whether the tree's resource tracker link travels + the indexes of its descriptors,
 //   name, daemon, identity, parent pid and name,
 //   subclass name ("" = plain Process) + the members its `serialize` lists,
 //   whether a target follows + the target (callable.hpp).
@@ -147,11 +147,18 @@ std::vector<std::byte> make_child_payload(Process& p, std::vector<int>& fds) {
   auto [program_method, method_set] = start_method_state();
   ar(kPayloadMagic, main_build_id(), static_cast<std::uint8_t>(program_method), method_set);
   // The tree's resource tracker (resource_tracker.cpp), so the child belongs to it.
-  const int tracker = resource_tracker::fd();
-  ar(tracker >= 0);
-  if (tracker >= 0) {
-    ar(static_cast<std::uint32_t>(fds.size()));
-    fds.push_back(tracker);
+  const auto link = resource_tracker::link();
+  const bool linked = link.tree >= 0 && link.state >= 0;
+  ar(linked);
+  if (linked) {
+    // Indexes into the descriptors; the spare end travels only while no tracker runs.
+    const auto index_of = [&fds](int fd) {
+      if (fd < 0) return std::int32_t{-1};
+      fds.push_back(fd);
+      return static_cast<std::int32_t>(fds.size() - 1);
+    };
+    const std::int32_t tree = index_of(link.tree), spare = index_of(link.spare), state = index_of(link.state);
+    ar(tree, spare, state);
   }
   ar(p.name(), p.daemon(), ProcessAccess::identity(p));
   ar(static_cast<std::int32_t>(::getpid()), current_process().name());
@@ -182,13 +189,19 @@ std::vector<std::byte> make_child_payload(Process& p, std::vector<int>& fds) {
       throw SerializationError("corrupt payload: unknown start method");
     }
     inherit_start_method(static_cast<StartMethod>(program_method), method_set);
-    bool has_tracker = false;
-    ar(has_tracker);
-    if (has_tracker) {
-      std::uint32_t index = 0;
-      ar(index);
-      if (index >= fds.size()) throw SerializationError("corrupt payload: no descriptor for the resource tracker");
-      resource_tracker::adopt(fds[index]);
+    bool linked = false;
+    ar(linked);
+    if (linked) {
+      std::int32_t tree = -1, spare = -1, state = -1;
+      ar(tree, spare, state);
+      const auto fd_at = [&fds](std::int32_t index, bool optional) {
+        if (optional && index == -1) return -1;
+        if (index < 0 || static_cast<std::size_t>(index) >= fds.size()) {
+          throw SerializationError("corrupt payload: no descriptor for the resource tracker");
+        }
+        return fds[static_cast<std::size_t>(index)];
+      };
+      resource_tracker::adopt({fd_at(tree, false), fd_at(spare, true), fd_at(state, false)});
     }
     std::string name;
     bool daemon = false;

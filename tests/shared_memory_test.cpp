@@ -604,6 +604,30 @@ TEST_P(ResourceTrackerTest, SegmentACreatorLeftStaysWhileTheTreeLives) {
   remove_name(name);
 }
 
+TEST_P(ResourceTrackerTest, TheTreeStartsOneTrackerAtItsFirstTrackedSegment) {
+  const std::string a = unique_name("first_a"), b = unique_name("first_b");
+  Program prog({"first-in-children", method(), a, b});
+  const std::string line = prog.line();
+  EXPECT_EQ(prog.wait(), 0) << "got '" << line << "', stderr: " << prog.stderr_text();
+  ASSERT_EQ(line.rfind("tracker ", 0), 0u) << "got '" << line << "', stderr: " << prog.stderr_text();
+  const pid_t tracker = std::stoi(line.substr(8));
+  EXPECT_TRUE(mp_test::wait_gone(tracker, 2s)) << "the tracker outlived its tree";
+  const auto took_a = wait_unlinked(a, 2s), took_b = wait_unlinked(b, 2s);
+  EXPECT_TRUE(took_a && took_b) << "left in /dev/shm";
+  // One tracker got both registrations: one warning, naming both.
+  std::string err;
+  for (int i = 0; i < 200 && (err = prog.stderr_text()).find(b) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(5ms);
+  }
+  const auto first = err.find("mp resource_tracker:");
+  ASSERT_NE(first, std::string::npos) << err;
+  EXPECT_EQ(err.find("mp resource_tracker:", first + 1), std::string::npos) << err;
+  EXPECT_NE(err.find(a), std::string::npos) << err;
+  EXPECT_NE(err.find(b), std::string::npos) << err;
+  remove_name(a);
+  remove_name(b);
+}
+
 TEST_P(ResourceTrackerTest, ProcessesThatOnlyAttachedNeverUnlink) {
   const std::string name = unique_name("attach_only");
   mp::SharedMemory shm({.name = name, .create = true, .size = 64, .track = false});

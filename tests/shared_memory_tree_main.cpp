@@ -7,6 +7,12 @@
 //   mp_shm_tree child-creates METHOD NAME a child creates NAME and exits; the main
 //                                         attaches afterwards, checks it survives,
 //                                         unlinks it; prints "survived"
+//   mp_shm_tree first-in-children METHOD NAME1 NAME2
+//                                         a child that creates nothing starts no
+//                                         tracker; then two children create NAME1 and
+//                                         NAME2 at once (tracked), and all three see one
+//                                         tracker; prints "tracker PID", exits without
+//                                         unlinking
 //   mp_shm_tree attach-only METHOD NAME   the main and a child only attach NAME
 //   mp_shm_tree forget NAME               creates NAME (tracked), exits without unlink
 //   mp_shm_tree clean NAME                creates NAME, unlinks it, exits
@@ -43,6 +49,14 @@ void create_and_exit(std::string name, mp::Queue<int> done) {
   shm.buf()[0] = std::byte{42};
   done.put(1);
 }
+
+void create_and_tell_tracker(std::string name, mp::Barrier both, mp::Queue<int> out) {
+  both.wait();  // the two children claim the tracker's start at the same moment
+  mp::SharedMemory shm({.name = name, .create = true, .size = 4096});
+  out.put(static_cast<int>(mp::detail::resource_tracker::pid()));
+}
+
+void nothing() {}
 
 void attach_and_write(std::string name) {
   mp::SharedMemory shm(name);
@@ -91,6 +105,27 @@ int main(int argc, char** argv) {
       if (again.buf()[0] != std::byte{42}) return 1;
       shm.unlink();
       std::printf("survived\n");
+      return 0;
+    }
+    if (mode == "first-in-children" && argc == 5) {
+      auto ctx = mp::get_context(method_of(argv[2]));
+      mp::Process idle = ctx.Process(nothing);
+      idle.start();
+      idle.join();
+      if (mp::detail::resource_tracker::pid() != 0) return 3;  // no tracked segment yet: no tracker
+      mp::Barrier both(2);
+      mp::Queue<int> out;
+      mp::Process a = ctx.Process(create_and_tell_tracker, std::string(argv[3]), both, out);
+      mp::Process b = ctx.Process(create_and_tell_tracker, std::string(argv[4]), both, out);
+      a.start();
+      b.start();
+      const int seen_a = out.get(), seen_b = out.get();
+      a.join();
+      b.join();
+      const int mine = static_cast<int>(mp::detail::resource_tracker::pid());
+      if (a.exitcode() != 0 || b.exitcode() != 0) return 4;
+      if (seen_a <= 0 || seen_a != seen_b || seen_a != mine) return 5;
+      std::printf("tracker %d\n", mine);
       return 0;
     }
     if (mode == "attach-only" && argc == 4) {
