@@ -22,6 +22,7 @@
 //    supervisor every kRestartMs: a pool never sits with tasks and no worker for ever.
 //  - Threads: the result thread runs the jobs' callbacks, so join()/terminate() from a
 //    callback would wait for themselves: they raise mp::ValueError there.
+#include "mp/detail/job_memory.hpp"
 #include "mp/detail/pool_core.hpp"
 
 #include <malloc.h>
@@ -289,7 +290,9 @@ struct PoolShared {
 
   mutable std::mutex mu;
   std::condition_variable cv;  // jobs emptied, workers gone
-  std::unordered_map<std::uint64_t, std::shared_ptr<Job>> jobs;
+  // The pending jobs; nodes in job memory (job_memory.hpp), as the jobs' own states.
+  using JobTable = std::pmr::unordered_map<std::uint64_t, std::shared_ptr<Job>>;
+  JobTable jobs{job_memory()};
   std::uint64_t next_job = 1;
   std::vector<std::unique_ptr<Process>> workers;  // by slot; null once gone for good
   std::vector<std::size_t> unstarted;             // slots whose replacement could not start yet (mu)
@@ -361,7 +364,7 @@ struct PoolShared {
 
   // Fails every job still pending (terminate, a broken pool, the end of join).
   void fail_all(std::exception_ptr error) {
-    std::unordered_map<std::uint64_t, std::shared_ptr<Job>> all;
+    JobTable all{job_memory()};
     {
       std::lock_guard g(mu);
       all.swap(jobs);

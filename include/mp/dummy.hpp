@@ -223,7 +223,7 @@ class Pool {
     using R = std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>&...>;
     using T = detail::result_t<R>;
     if (!options.callback.template accepts<T>()) throw ValueError("Pool: the callback's parameter type is not the task's result type");
-    auto state = std::make_shared<detail::AsyncState<T>>(std::move(options.callback), std::move(options.error_callback));
+    auto state = detail::make_job_shared<detail::AsyncState<T>>(std::move(options.callback), std::move(options.error_callback));
     auto run = [state, fn = std::decay_t<F>(std::forward<F>(f)),
                 args = std::make_tuple(std::decay_t<A>(std::forward<A>(args))...)]() mutable {
       try {
@@ -300,7 +300,7 @@ class Pool {
     }
     auto all = std::make_shared<std::vector<In>>(std::ranges::begin(items), std::ranges::end(items));
     const std::size_t chunksize = options.chunksize ? options.chunksize : detail::default_chunksize(all->size(), processes());
-    auto state = std::make_shared<detail::MapState<R>>(all->size(), chunksize, std::move(options.callback),
+    auto state = detail::make_job_shared<detail::MapState<R>>(all->size(), chunksize, std::move(options.callback),
                                                        std::move(options.error_callback));
     auto fn = std::make_shared<Fn>(std::forward<F>(f));
     for (std::size_t c = 0; c < state->chunks(); ++c) {
@@ -328,7 +328,7 @@ class Pool {
     if (chunksize == 0) throw ValueError("imap: chunksize must be at least 1");
     auto all = std::make_shared<std::vector<In>>(std::ranges::begin(items), std::ranges::end(items));
     const std::size_t chunks = (all->size() + chunksize - 1) / chunksize;
-    auto state = std::make_shared<detail::StreamState<R>>(chunks, ordered);
+    auto state = detail::make_job_shared<detail::StreamState<R>>(chunks, ordered);
     auto fn = std::make_shared<Fn>(std::forward<F>(f));
     for (std::size_t c = 0; c < chunks; ++c) {
       submit(

@@ -390,7 +390,7 @@ class ProcessPoolExecutor {
   // it, tracked for shutdown(cancel_futures).
   template <class R, class Fn, class Input>
   Future<R> submit_task(detail::TaskRunner runner, const Fn& f, const Input& input) {
-    auto state = std::make_shared<detail::FutureState<R>>();
+    auto state = detail::make_job_shared<detail::FutureState<R>>();
     auto& core = this->core();
     const auto job = core.add_job(state);
     std::weak_ptr<detail::PoolCore> weak = core_;
@@ -455,7 +455,7 @@ class ThreadPoolExecutor {
   auto submit(F&& f, A&&... args) {
     using R = std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>&...>;
     using T = detail::result_t<R>;
-    auto state = std::make_shared<detail::FutureState<T>>();
+    auto state = detail::make_job_shared<detail::FutureState<T>>();
     auto started = std::make_shared<std::atomic<int>>(0);  // 0 queued, 1 running, 2 withdrawn
     state->withdraw = [started] {
       int expected = 0;

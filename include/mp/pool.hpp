@@ -244,7 +244,7 @@ class Pool {
     using Fn = std::decay_t<F>;
     using Args = std::tuple<detail::stored_arg_t<A>...>;
     check_callback<R>(options);
-    auto state = std::make_shared<detail::AsyncState<R>>(std::move(options.callback), std::move(options.error_callback));
+    auto state = detail::make_job_shared<detail::AsyncState<R>>(std::move(options.callback), std::move(options.error_callback));
     const auto job = core().add_job(state);
     auto& buf = scratch();
     try {
@@ -331,7 +331,7 @@ class Pool {
     auto [all, storage] = detail::contiguous_view<In>(items);
     const std::size_t chunksize =
         options.chunksize ? options.chunksize : detail::default_chunksize(all.size(), core().processes());
-    auto state = std::make_shared<detail::MapState<R>>(all.size(), chunksize, std::move(options.callback),
+    auto state = detail::make_job_shared<detail::MapState<R>>(all.size(), chunksize, std::move(options.callback),
                                                        std::move(options.error_callback));
     if (state->chunks() == 0) return AsyncResult<std::vector<R>>(std::move(state));
     send_chunks<Runner>(state, f, all, chunksize);
@@ -346,7 +346,7 @@ class Pool {
     detail::check_task_callable<Fn>();
     if (chunksize == 0) throw ValueError("imap: chunksize must be at least 1");
     auto [all, storage] = detail::contiguous_view<In>(items);
-    auto state = std::make_shared<detail::StreamState<R>>((all.size() + chunksize - 1) / chunksize, Ordered);
+    auto state = detail::make_job_shared<detail::StreamState<R>>((all.size() + chunksize - 1) / chunksize, Ordered);
     if (!all.empty()) send_chunks<detail::ChunkRunner<Fn, In, false>>(state, static_cast<const Fn&>(f), all, chunksize);
     return IMapIterator<R>(std::move(state), all.size());
   }

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "mp/detail/futex.hpp"
+#include "mp/detail/job_memory.hpp"
 #include "mp/detail/pool_core.hpp"
 #include "mp/errors.hpp"
 
