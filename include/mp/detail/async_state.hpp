@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -18,6 +19,7 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <type_traits>
@@ -83,11 +85,22 @@ class AnyCallback {
 using ErrorCallback = std::function<void(std::exception_ptr)>;
 
 /// One eventual value of type T (or an error), with its callbacks.
+///
+/// Small on purpose (~90 bytes with a number): a burst of submissions keeps one per task
+/// alive until its result is taken, and every page of them is memory the kernel must
+/// hand over and clear (job_memory.hpp). So the waiters sleep on a futex word rather than
+/// a condition variable, and the callbacks live in a block of their own, made only for
+/// jobs that have some.
 template <class T>
 class AsyncState : public Job {
  public:
-  AsyncState(AnyCallback callback = {}, ErrorCallback error_callback = {})
-      : callback_(std::move(callback)), error_callback_(std::move(error_callback)) {}
+  AsyncState(AnyCallback callback = {}, ErrorCallback error_callback = {}) {
+    if (callback || error_callback) {
+      extras_ = std::make_unique<Extras>();
+      extras_->callback = std::move(callback);
+      extras_->error_callback = std::move(error_callback);
+    }
+  }
 
   /// Single-part jobs: the part's result is a T.
   void deliver(std::uint32_t, InputArchive& ar) override {
@@ -126,17 +139,14 @@ class AsyncState : public Job {
 
   /// Blocks until settled or `deadline`; true if settled.
   bool wait_until(const Deadline& deadline) const {
-    std::unique_lock g(mu_);
-    if (!deadline) {
-      cv_.wait(g, [&] { return published_; });
-      return true;
+    for (;;) {
+      std::uint32_t s = state_.load(std::memory_order_acquire);
+      if (s == kPublished) return true;
+      if (s == kPending && !state_.compare_exchange_strong(s, kWaited, std::memory_order_acquire)) continue;
+      if (!futex_wait(state_, kWaited, deadline)) return state_.load(std::memory_order_acquire) == kPublished;
     }
-    return cv_.wait_until(g, *deadline, [&] { return published_; });
   }
-  bool ready() const {
-    std::lock_guard g(mu_);
-    return published_;
-  }
+  bool ready() const { return state_.load(std::memory_order_acquire) == kPublished; }
   /// Precondition: ready().
   std::exception_ptr error() const {
     std::lock_guard g(mu_);
@@ -158,8 +168,9 @@ class AsyncState : public Job {
   void on_done(std::function<void()> fn) {
     {
       std::lock_guard g(mu_);
-      if (!published_) {
-        done_callbacks_.push_back(std::move(fn));
+      if (state_.load(std::memory_order_relaxed) != kPublished) {
+        if (!extras_) extras_ = std::make_unique<Extras>();
+        extras_->done_callbacks.push_back(std::move(fn));
         return;
       }
     }
@@ -168,36 +179,51 @@ class AsyncState : public Job {
 
  protected:
   mutable std::mutex mu_;
-  mutable std::condition_variable cv_;
 
  private:
+  struct Extras {
+    AnyCallback callback;
+    ErrorCallback error_callback;
+    std::vector<std::function<void()>> done_callbacks;  // guarded by mu_
+  };
+  // state_: pending, pending with a waiter asleep (publish() must wake), published.
+  static constexpr std::uint32_t kPending = 0, kWaited = 1, kPublished = 2;
+
   void publish() {
-    try {
-      if (error_) {
-        if (error_callback_) error_callback_(error_);
-      } else if (callback_) {
-        callback_(*value_);
-      }
-    } catch (...) {
-      // A callback that throws must not take the pool's result thread down with it.
-    }
-    std::vector<std::function<void()>> done_callbacks;
+    // extras_ is not null here only if it was made by the constructor (callbacks, which
+    // never change) or by on_done() (under mu_, read again below under mu_).
+    Extras* extras = nullptr;
     {
       std::lock_guard g(mu_);
-      published_ = true;
-      done_callbacks.swap(done_callbacks_);
+      extras = extras_.get();
     }
-    cv_.notify_all();
+    if (extras) {
+      try {
+        if (error_) {
+          if (extras->error_callback) extras->error_callback(error_);
+        } else if (extras->callback) {
+          extras->callback(*value_);
+        }
+      } catch (...) {
+        // A callback that throws must not take the pool's result thread down with it.
+      }
+    }
+    std::vector<std::function<void()>> done_callbacks;
+    std::uint32_t before = kPending;
+    {
+      std::lock_guard g(mu_);
+      before = state_.exchange(kPublished, std::memory_order_acq_rel);
+      if (extras_) done_callbacks.swap(extras_->done_callbacks);
+    }
+    if (before == kWaited) futex_wake(state_, INT32_MAX);
     for (auto& fn : done_callbacks) fn();
   }
 
-  bool done_ = false;       // settled (the first of value and error won)
-  bool published_ = false;  // and its callback ran: waiters may go
+  mutable std::atomic<std::uint32_t> state_{kPending};
+  bool done_ = false;  // settled (the first of value and error won); mu_
   std::optional<T> value_;
   std::exception_ptr error_;
-  AnyCallback callback_;
-  ErrorCallback error_callback_;
-  std::vector<std::function<void()>> done_callbacks_;
+  std::unique_ptr<Extras> extras_;  // callbacks, when there are any
 };
 
 /// A map's result: chunk i holds items [offsets[i], offsets[i+1]). The first failing chunk
