@@ -438,6 +438,13 @@ void unregister_segment(const std::string& name) noexcept {
   }
 }
 
+bool claim_start_for_test() {
+  std::lock_guard g(g_mu);
+  ensure_link_locked();
+  std::uint64_t expected = 0;
+  return g_state->claim.compare_exchange_strong(expected, self_stamp(), std::memory_order_acq_rel);
+}
+
 pid_t pid() noexcept {
   std::lock_guard g(g_mu);
   return g_state ? static_cast<pid_t>(g_state->tracker.load(std::memory_order_acquire)) : 0;

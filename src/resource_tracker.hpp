@@ -50,6 +50,11 @@ void register_segment(const std::string& name);
 /// never starts a tracker (a process without one has nothing registered).
 void unregister_segment(const std::string& name) noexcept;
 
+/// For tests: claims the start of the tree's tracker for this process without starting
+/// one — what a process killed in the middle of the start leaves behind. Makes a link
+/// if this process has none. Returns false if somebody had claimed it already.
+bool claim_start_for_test();
+
 /// The tree's tracker's pid, 0 while none runs (no tracked creation yet). For tests
 /// and diagnostics; never starts one.
 pid_t pid() noexcept;

@@ -628,6 +628,17 @@ TEST_P(ResourceTrackerTest, TheTreeStartsOneTrackerAtItsFirstTrackedSegment) {
   remove_name(b);
 }
 
+TEST_P(ResourceTrackerTest, AStartClaimedByAProcessThatDiedIsTakenOver) {
+  const std::string name = unique_name("dead_claimer");
+  Program prog({"dead-claimer", method(), name});
+  const std::string line = prog.line();
+  EXPECT_EQ(prog.wait(), 0) << "got '" << line << "', stderr: " << prog.stderr_text();
+  ASSERT_EQ(line.rfind("tracker ", 0), 0u) << "got '" << line << "', stderr: " << prog.stderr_text();
+  EXPECT_TRUE(mp_test::wait_gone(std::stoi(line.substr(8)), 2s)) << "the tracker outlived its tree";
+  EXPECT_TRUE(wait_unlinked(name, 2s)) << "left in /dev/shm: the tracker that took over did not have it";
+  remove_name(name);
+}
+
 TEST_P(ResourceTrackerTest, ProcessesThatOnlyAttachedNeverUnlink) {
   const std::string name = unique_name("attach_only");
   mp::SharedMemory shm({.name = name, .create = true, .size = 64, .track = false});

@@ -13,6 +13,11 @@
 //                                         NAME2 at once (tracked), and all three see one
 //                                         tracker; prints "tracker PID", exits without
 //                                         unlinking
+//   mp_shm_tree dead-claimer METHOD NAME  a child claims the tracker's start and exits
+//                                         without starting it (as if killed); the main
+//                                         then creates NAME (tracked): it must take the
+//                                         claim over at once; prints "tracker PID",
+//                                         exits without unlinking
 //   mp_shm_tree attach-only METHOD NAME   the main and a child only attach NAME
 //   mp_shm_tree forget NAME               creates NAME (tracked), exits without unlink
 //   mp_shm_tree clean NAME                creates NAME, unlinks it, exits
@@ -27,6 +32,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <cstdlib>
 #include <mp/mp.hpp>
 #include <string>
 #include <thread>
@@ -57,6 +63,10 @@ void create_and_tell_tracker(std::string name, mp::Barrier both, mp::Queue<int> 
 }
 
 void nothing() {}
+
+void claim_and_exit() {
+  if (!mp::detail::resource_tracker::claim_start_for_test()) std::exit(2);
+}
 
 void attach_and_write(std::string name) {
   mp::SharedMemory shm(name);
@@ -126,6 +136,21 @@ int main(int argc, char** argv) {
       if (a.exitcode() != 0 || b.exitcode() != 0) return 4;
       if (seen_a <= 0 || seen_a != seen_b || seen_a != mine) return 5;
       std::printf("tracker %d\n", mine);
+      return 0;
+    }
+    if (mode == "dead-claimer" && argc == 4) {
+      auto ctx = mp::get_context(method_of(argv[2]));
+      mp::Process claimer = ctx.Process(claim_and_exit);
+      claimer.start();
+      claimer.join();
+      if (claimer.exitcode() != 0) return 3;
+      const auto t0 = std::chrono::steady_clock::now();
+      mp::SharedMemory shm({.name = argv[3], .create = true, .size = 64});
+      const auto took = std::chrono::steady_clock::now() - t0;
+      const int tracker = static_cast<int>(mp::detail::resource_tracker::pid());
+      if (tracker <= 0) return 4;
+      if (took > 2s) return 5;  // waited for the dead claimer instead of taking over
+      std::printf("tracker %d\n", tracker);
       return 0;
     }
     if (mode == "attach-only" && argc == 4) {
