@@ -37,7 +37,7 @@ class Chunks final : public std::pmr::memory_resource {
   void* do_allocate(std::size_t bytes, std::size_t align) override {
     align = std::max(align, kChunkAlign);
     std::uintptr_t at = (next_ + align - 1) & ~(std::uintptr_t{align} - 1);
-    if (next_ == 0 || at + bytes > end_) {
+    if (at + bytes > end_) {  // also the first time: end_ == 0
       map_chunk(bytes + align);
       at = (next_ + align - 1) & ~(std::uintptr_t{align} - 1);
     }

@@ -36,12 +36,12 @@
 //    first half exits at once (the starter reaps it), so the tracker is nobody's child
 //    in the tree: it never shows in waitpid(), active_children() or the tests'
 //    expect_no_children_left(), and a program's `while (wait(nullptr) > 0)` cannot
-//    hang on it. The first half reports the tracker's pid on the socket: the starter
-//    knows it started. Cost: one exec of the program per tree (a few ms, once), paid
-//    by the process that makes the tree's first tracked segment. (The launcher is
-//    reaped at once, by that process itself, not by a helper thread: a thread starting
-//    or ending while the next fork happens can leave a sanitizer's or allocator's lock
-//    held in the child. Seen under ASan.)
+//    hang on it. The tracker reports its pid and start stamp on the socket: the
+//    starter knows it started. Cost: one exec of the program per tree (a few ms,
+//    once), paid by the process that makes the tree's first tracked segment. (The
+//    launcher is reaped at once, by that process itself, not by a helper thread: a
+//    thread starting or ending while the next fork happens can leave a sanitizer's or
+//    allocator's lock held in the child. Seen under ASan.)
 //  - The tracker puts itself in its own process group (setpgid, not setsid: it stays
 //    in the session) and ignores SIGINT, SIGTERM, SIGHUP, SIGQUIT and job control: a
 //    Ctrl-C, a `kill -9 -PGID` of the program's job or a `killall` of its name kills
@@ -109,13 +109,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <climits>
-#include <new>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <set>
 #include <string>
 
