@@ -17,8 +17,6 @@ namespace mp::detail {
 namespace {
 using namespace std::chrono_literals;
 
-constexpr std::uint64_t kSlotMask = 0x0f;
-constexpr std::uint64_t kRevoked = 0x10;
 constexpr int kLeaveSpins = 2000;
 constexpr auto kOwnerCheckPeriod = 20ms;
 
@@ -56,35 +54,9 @@ void BiasedLock::init() {
   }
 }
 
-bool BiasedLock::try_fast(Hold& hold) {
-  const std::uint64_t b = bias_.load(std::memory_order_relaxed);
-  if (b == 0 || (b & kRevoked)) return false;
-  const auto index = static_cast<int>(b & kSlotMask) - 1;
-  if (index < 0 || index >= kSlots) return false;
-  Slot& s = slots_[index];
-  if (s.tid.load(std::memory_order_relaxed) != self_tid() || s.pid.load(std::memory_order_relaxed) != self_pid() ||
-      s.stamp.load(std::memory_order_relaxed) != self_stamp())
-    return false;
-  s.busy.store(1, std::memory_order_relaxed);
-  fence_light();  // pairs with the revoker's heavy fence: see biased_lock.hpp
-  if (bias_.load(std::memory_order_acquire) == b) {
-    hold.slot = index;
-    hold.m_died = false;
-    return true;
-  }
-  leave(s.busy, s.waiters);  // revoked meanwhile: go through m like everybody
-  return false;
-}
+void BiasedLock::leave_revoked(Slot& s) { leave(s.busy, s.waiters); }
 
-BiasedLock::Result BiasedLock::lock(Hold& hold, const Deadline& deadline) {
-  if (try_fast(hold)) return Result::acquired;
-  return lock_slow(hold, deadline, false);
-}
-
-BiasedLock::Result BiasedLock::try_lock(Hold& hold) {
-  if (try_fast(hold)) return Result::acquired;
-  return lock_slow(hold, std::nullopt, true);
-}
+void BiasedLock::wake_revokers(Slot& s) { futex_wake(s.busy, INT_MAX); }
 
 BiasedLock::Result BiasedLock::lock_slow(Hold& hold, const Deadline& deadline, bool try_only) {
   hold = Hold{};
@@ -118,9 +90,15 @@ BiasedLock::Result BiasedLock::finish_revocation(Hold& hold, const Deadline& dea
   }
   auto left = [&] { return s.busy.load(std::memory_order_acquire) == 0; };
   bool gone = false;
-  if (!left() && !try_only) {
+  if (!try_only)
     for (int i = 0; i < kLeaveSpins && !left(); ++i) cpu_relax();
-    while (!left()) {
+  // Still inside (after the spin): killed there, most likely, as a live owner's stay is
+  // one put or get. One look now rather than after a first sleep (and so try_lock, too,
+  // takes over from an owner killed inside).
+  if (!left() && holder_gone(s.pid.load(std::memory_order_relaxed), s.stamp.load(std::memory_order_relaxed)))
+    gone = true;
+  if (!try_only) {
+    while (!gone && !left()) {
       s.waiters.fetch_add(1, std::memory_order_seq_cst);
       const bool fenced = heavy_fence();
       bool in_time = true;
@@ -195,13 +173,6 @@ void BiasedLock::consistent(const Hold& hold) {
   if (hold.m_died) m_.consistent();
 }
 
-void BiasedLock::unlock(const Hold& hold) {
-  if (hold.slot >= 0) {
-    Slot& s = slots_[hold.slot];
-    leave(s.busy, s.waiters);
-    return;
-  }
-  m_.unlock();
-}
+void BiasedLock::unlock_slow() { m_.unlock(); }
 
 }  // namespace mp::detail

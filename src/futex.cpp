@@ -42,24 +42,16 @@ void futex_wake(std::atomic<std::uint32_t>& word, int n) {
   ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, n, nullptr, nullptr, 0);
 }
 
-int current_cpu() noexcept { return ::sched_getcpu(); }
-
-namespace {
-// Set once per process image by fence_register(); a fork child inherits both the flag and
-// the kernel's subscription, an exec'd one starts again from false.
-std::atomic<bool> g_membarrier{false};
-}  // namespace
+int current_cpu_slow() noexcept { return ::sched_getcpu(); }
 
 void fence_register() noexcept {
   // No local static (its init guard, held by another thread at a fork, would hang the
   // child): registering again is harmless, so racing threads may both do it.
-  if (g_membarrier.load(std::memory_order_relaxed)) return;
+  if (g_membarrier_registered.load(std::memory_order_relaxed)) return;
   if (::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0) {
-    g_membarrier.store(true, std::memory_order_relaxed);
+    g_membarrier_registered.store(true, std::memory_order_relaxed);
   }
 }
-
-bool fence_membarrier_available() noexcept { return g_membarrier.load(std::memory_order_relaxed); }
 
 bool fence_heavy() noexcept {
   std::atomic_thread_fence(std::memory_order_seq_cst);

@@ -21,7 +21,7 @@ namespace mp::detail {
 
 namespace {
 constexpr std::uint32_t kMagic = 0x4d505155;  // "MPQU"
-constexpr std::uint32_t kVersion = 2;
+constexpr std::uint32_t kVersion = 3;
 constexpr std::size_t kHeaderBytes = 8;
 constexpr std::size_t kAborts = 64;
 constexpr auto kLookAround = std::chrono::milliseconds(50);
@@ -53,15 +53,19 @@ struct alignas(64) QueueShared {
   alignas(64) std::atomic<std::uint32_t> data_seq;  // bumped when a sleeping reader must wake
   std::atomic<std::uint32_t> readers_waiting;       // sleepers on data_seq
   std::atomic<std::int32_t> writer_cpu;          // written when it changes
-  // The writer's item in progress (guarded by wlock; read by whoever repairs it).
+  // The writer's item in progress (guarded by wlock; read by whoever repairs it):
+  // where it starts and ends, and `puts` before it, so a repair sets the count exactly.
   alignas(64) std::uint64_t w_start;
   std::uint64_t w_end;
+  std::uint64_t w_puts;
   std::uint32_t w_active;
 
   // The reader's lines, likewise.
   alignas(64) BiasedLock rlock;
   alignas(64) std::atomic<std::uint64_t> head;
   std::atomic<std::uint64_t> gets;                   // items taken (or dropped)
+  std::uint64_t r_taken_end;   // the last take's new head and count (finish_take)
+  std::uint64_t r_taken_gets;
   alignas(64) std::atomic<std::uint32_t> space_seq;  // bumped when a sleeping writer must wake
   std::atomic<std::uint32_t> writers_waiting;        // sleepers on space_seq
   std::atomic<std::int32_t> reader_cpu;              // written when it changes
@@ -98,14 +102,13 @@ void ring_read(const std::byte* ring, std::uint64_t cap, std::uint64_t pos, std:
 }
 
 // ---- item counts: `puts` is written only by the writer-lock holder, `gets` only by the
-// reader-lock holder, so neither needs a read-modify-write; qsize() = puts - gets.
+// reader-lock holder, so neither needs a read-modify-write; qsize() = puts - gets. Each
+// side notes beforehand what it is about to set (w_puts, r_taken_*), so that whoever
+// repairs after its death sets the counts exactly, wherever it was killed.
 
-void add_puts(QueueShared* q, std::int64_t d) {
-  q->puts.store(q->puts.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(d), std::memory_order_release);
-}
-void add_gets(QueueShared* q, std::int64_t d) {
-  q->gets.store(q->gets.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(d), std::memory_order_release);
-}
+// Keeps the compiler from moving the bookkeeping stores across each other: what a kill
+// leaves behind is what program order says (the CPU commits a thread's stores in order).
+inline void keep_order() { std::atomic_signal_fence(std::memory_order_seq_cst); }
 
 // ---- waking and waiting -------------------------------------------------------------
 
@@ -131,6 +134,30 @@ void publish_head(QueueShared* q, std::uint64_t head) {
     q->space_seq.fetch_add(1, std::memory_order_seq_cst);
     futex_wake(q->space_seq, INT_MAX);
   }
+}
+
+// The reader's last step for a record: count it taken and move the head past it. Noted
+// first in r_taken_*, so a reader killed between the two is completed by the next one
+// (complete_dead_take): an item is never handed out twice nor counted twice.
+// `streamed`: the record was read in pieces; r_active is cleared once the note is made.
+void finish_take(QueueShared* q, std::uint64_t end, bool streamed = false) {
+  const std::uint64_t gets = q->gets.load(std::memory_order_relaxed) + 1;
+  q->r_taken_end = end;
+  q->r_taken_gets = gets;
+  keep_order();
+  if (streamed) {
+    q->r_active = 0;
+    keep_order();
+  }
+  q->gets.store(gets, std::memory_order_release);
+  publish_head(q, end);
+}
+
+// With rlock held after its holder died: finishes a take it had noted but not done.
+void complete_dead_take(QueueShared* q) {
+  if (q->r_active || q->r_taken_end <= q->head.load(std::memory_order_relaxed)) return;
+  q->gets.store(q->r_taken_gets, std::memory_order_release);
+  publish_head(q, q->r_taken_end);
 }
 
 void note_cpu(std::atomic<std::int32_t>& where) {
@@ -199,10 +226,30 @@ void repair_writer(QueueShared* q) {
   if (!q->w_active) return;
   const std::uint64_t tail = q->tail.load(std::memory_order_acquire);
   if (tail == q->w_start) {
-    add_puts(q, -1);  // nothing of it was published
-  } else if (tail < q->w_end) {
-    record_abort(q, q->w_start, tail);  // the reader drops it and counts it out
-  }  // else: published whole, the writer died just after
+    q->puts.store(q->w_puts, std::memory_order_release);  // nothing of it was published
+  } else {
+    if (tail < q->w_end) record_abort(q, q->w_start, tail);  // the reader drops it and counts it out
+    q->puts.store(q->w_puts + 1, std::memory_order_release);
+  }
+  keep_order();
+  q->w_active = 0;
+}
+
+// The writer's first step for an item (the room for it found): notes where it goes and
+// the count before it, then counts it. Undone by repair_writer if it never completes.
+void begin_put(QueueShared* q, std::uint64_t tail, std::size_t rec) {
+  const std::uint64_t puts = q->puts.load(std::memory_order_relaxed);
+  q->w_start = tail;
+  q->w_end = tail + rec;
+  q->w_puts = puts;
+  keep_order();
+  q->w_active = 1;
+  keep_order();
+  q->puts.store(puts + 1, std::memory_order_release);
+}
+
+void end_put(QueueShared* q) {
+  keep_order();
   q->w_active = 0;
 }
 
@@ -278,15 +325,22 @@ static void repair_reader(QueueShared* q) {
         },
         [q] { return repair_writer_if_gone(q); });
   }
-  add_gets(q, 1);
-  q->r_active = 0;
-  publish_head(q, head);
+  finish_take(q, head, true);
+}
+
+// All a reader's death can leave to repair (called with rlock held, owner_died).
+static void repair_dead_reader(QueueShared* q) {
+  forget_dead_reader_wait(q);
+  complete_dead_take(q);
+  repair_reader(q);
 }
 
 ShmQueue::ShmQueue(std::shared_ptr<SharedMapping> mapping)
     : mapping_(std::move(mapping)),
       q_(static_cast<QueueShared*>(mapping_->data())),
-      ring_(static_cast<std::byte*>(mapping_->data()) + sizeof(QueueShared)) {
+      ring_(static_cast<std::byte*>(mapping_->data()) + sizeof(QueueShared)),
+      cap_(q_->capacity),
+      maxsize_(q_->maxsize) {
   fence_register();  // before this process publishes anything with a light fence
 }
 
@@ -324,18 +378,13 @@ std::shared_ptr<ShmQueue> ShmQueue::attach(std::shared_ptr<SharedMapping> mappin
   return std::shared_ptr<ShmQueue>(new ShmQueue(std::move(mapping)));
 }
 
-// Makes sure the ring bytes [pos, pos + n) (positions) are mapped in this process before
-// it touches them: the first time a stretch is reached, it and a stretch ahead (as long
-// as what is mapped already, from 64 KiB to 2 MiB) are mapped with one call. Called with
-// the side's lock held; the two sides of one handle share the record (map_mu_).
-void ShmQueue::map_ahead(std::uint64_t pos, std::size_t n) {
+// map_ahead found ring offsets up to `end` not mapped in this process yet: maps them
+// and a stretch ahead (as long as what is mapped already, from 64 KiB to 2 MiB) with one
+// call, rather than one page fault per 4 KiB. Called with the side's lock held; the two
+// sides of one handle share the record (map_mu_).
+void ShmQueue::map_more(std::size_t end) {
   constexpr std::size_t kMinAhead = std::size_t{64} << 10, kMaxAhead = std::size_t{2} << 20;
-  const std::size_t cap = q_->capacity;
-  const std::size_t at = pos & (cap - 1);
-  const std::size_t end = at + n > cap ? cap : at + n;  // a wrap means the end was reached before
-  if (end <= mapped_.load(std::memory_order_relaxed) &&
-      mapped_generation_.load(std::memory_order_relaxed) == fork_generation())
-    return;
+  const std::size_t cap = cap_;
   std::lock_guard g(map_mu_);
   std::size_t mapped = mapped_.load(std::memory_order_relaxed);
   if (mapped_generation_.load(std::memory_order_relaxed) != fork_generation()) {
@@ -359,11 +408,54 @@ std::size_t ShmQueue::maxsize() const noexcept { return q_->maxsize; }
 
 bool ShmQueue::full() const noexcept { return q_->maxsize && qsize() >= q_->maxsize; }
 
+// The common put, inline and without waiting: this thread holds the writer lock's bias,
+// the item fits in the ring whole and there is room for it now. Otherwise it changes
+// nothing and returns false, and put_slow() does the whole work (waits, repairs, streams).
+inline bool ShmQueue::try_put_fast(std::span<const std::byte> payload) {
+  QueueShared* q = q_;
+  const std::size_t rec = kHeaderBytes + round8(payload.size());
+  if (rec > cap_) return false;
+  BiasedLock::Hold hold;
+  if (!q->wlock.try_lock_biased(hold)) return false;
+  // Both caches are safe under-estimates of the room (head and gets only grow): reload
+  // only when they show too little.
+  if (maxsize_) {
+    const std::uint64_t puts = q->puts.load(std::memory_order_relaxed);
+    if (puts - gets_cache_ >= maxsize_) {
+      gets_cache_ = q->gets.load(std::memory_order_acquire);
+      if (puts - gets_cache_ >= maxsize_) return q->wlock.unlock(hold), false;
+    }
+  }
+  const std::uint64_t tail = q->tail.load(std::memory_order_relaxed);
+  if (tail + rec - head_cache_ > cap_) {
+    head_cache_ = q->head.load(std::memory_order_acquire);
+    if (tail + rec - head_cache_ > cap_) return q->wlock.unlock(hold), false;
+  }
+  note_cpu(q->writer_cpu);
+  begin_put(q, tail, rec);
+  map_ahead(tail, rec);
+  const std::uint64_t length = payload.size();
+  ring_write(ring_, cap_, tail, reinterpret_cast<const std::byte*>(&length), kHeaderBytes);
+  ring_write(ring_, cap_, tail + kHeaderBytes, payload.data(), payload.size());
+  if (q->joinable) q->unfinished.fetch_add(1, std::memory_order_acq_rel);
+  publish_tail(q, tail + rec);
+  end_put(q);
+  q->wlock.unlock(hold);
+  return true;
+}
+
 bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline) {
+  if (try_put_fast(payload)) [[likely]]
+    return true;
+  return put_slow(payload, deadline);
+}
+
+bool ShmQueue::put_slow(std::span<const std::byte> payload, const Deadline& deadline) {
   QueueShared* q = q_;
   const std::uint64_t cap = q->capacity;
   BiasedLock::Hold hold;
-  if (!take_lock(q->wlock, hold, deadline, false, [q] { forget_dead_writer_wait(q), repair_writer(q); })) return false;
+  if (!take_lock(q->wlock, hold, deadline, false, [q] { forget_dead_writer_wait(q), repair_writer(q); })) [[unlikely]]
+    return false;
   Unlock unlock{q->wlock, hold};
   note_cpu(q->writer_cpu);
 
@@ -376,19 +468,16 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
     if (r == BiasedLock::Result::busy) return false;
     if (r == BiasedLock::Result::owner_died) {
       forget_dead_reader_wait(q);
+      complete_dead_take(q);
       if (q->r_active && q->w_active && q->r_start == q->w_start) {
         // It was reading our own record: the item went with it. Drop what is published.
-        publish_head(q, q->tail.load(std::memory_order_relaxed));
-        add_gets(q, 1);
-        q->r_active = 0;
-        q->w_active = 0;
+        finish_take(q, q->tail.load(std::memory_order_relaxed), true);
+        end_put(q);
         dropped_by_dead_reader = true;
       } else if (q->r_active) {
         // An older record, fully published (its writer is done): skip it.
         std::uint64_t resume = 0;
-        publish_head(q, is_aborted(q, q->r_start, &resume) ? std::max(resume, q->head.load()) : q->r_end);
-        add_gets(q, 1);
-        q->r_active = 0;
+        finish_take(q, is_aborted(q, q->r_start, &resume) ? std::max(resume, q->head.load()) : q->r_end, true);
       }
       q->rlock.consistent(rhold);
     }
@@ -407,10 +496,6 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
 
   const std::size_t rec = kHeaderBytes + round8(payload.size());
   std::uint64_t tail = q->tail.load(std::memory_order_relaxed);
-  add_puts(q, 1);
-  q->w_start = tail;
-  q->w_end = tail + rec;
-  q->w_active = 1;
   const std::uint64_t length = payload.size();
 
   if (rec <= cap) {
@@ -421,21 +506,20 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
       head_cache_ = q->head.load(std::memory_order_acquire);
       return tail + rec - head_cache_ <= cap;
     };
-    if (!wait_on(q->space_seq, q->writers_waiting, q->reader_cpu, deadline, fits,
-                 [&] { check_reader(); return false; })) {
-      add_puts(q, -1);
-      q->w_active = 0;
+    if (!fits() && !wait_on(q->space_seq, q->writers_waiting, q->reader_cpu, deadline, fits,
+                            [&] { check_reader(); return false; }))
       return false;
-    }
+    begin_put(q, tail, rec);
     map_ahead(tail, rec);
     ring_write(ring_, cap, tail, reinterpret_cast<const std::byte*>(&length), kHeaderBytes);
     ring_write(ring_, cap, tail + kHeaderBytes, payload.data(), payload.size());
     if (q->joinable) q->unfinished.fetch_add(1, std::memory_order_acq_rel);
     publish_tail(q, tail + rec);
-    q->w_active = 0;
+    end_put(q);
     return true;
   }
 
+  begin_put(q, tail, rec);
   // Streamed: header and payload go out as room frees up.
   std::vector<std::byte> head_bytes(kHeaderBytes);
   std::memcpy(head_bytes.data(), &length, kHeaderBytes);
@@ -453,12 +537,7 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
       if (dropped_by_dead_reader) return true;  // the item went with the dead reader
       if (!ok) {
         // Gave up in the middle: the reader drops what was published.
-        if (sent == 0) {
-          add_puts(q, -1);
-          q->w_active = 0;
-        } else {
-          repair_writer(q);
-        }
+        repair_writer(q);  // nothing published: uncounted; else the reader drops the part
         return false;
       }
       continue;
@@ -486,15 +565,53 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
     if (sent == rec && q->joinable) q->unfinished.fetch_add(1, std::memory_order_acq_rel);
     publish_tail(q, tail);
   }
-  q->w_active = 0;
+  end_put(q);
+  return true;
+}
+
+// The common get, inline and without waiting: this thread holds the reader lock's bias,
+// an item is there, published whole and contiguous in the ring. Otherwise it changes
+// nothing and returns false, and get_slow() does the whole work.
+inline bool ShmQueue::try_get_fast(ConsumeFn fn, void* ctx) {
+  QueueShared* q = q_;
+  BiasedLock::Hold hold;
+  if (!q->rlock.try_lock_biased(hold)) return false;
+  const std::uint64_t head = q->head.load(std::memory_order_relaxed);
+  if (tail_cache_ < head + kHeaderBytes) {
+    tail_cache_ = q->tail.load(std::memory_order_acquire);
+    if (tail_cache_ < head + kHeaderBytes) return q->rlock.unlock(hold), false;
+  }
+  const std::size_t at = (head + kHeaderBytes) & (cap_ - 1);  // a header never wraps (8-byte records)
+  std::uint64_t length;
+  std::memcpy(&length, ring_ + (head & (cap_ - 1)), kHeaderBytes);  // may fault its page once
+  const std::size_t rec = kHeaderBytes + round8(static_cast<std::size_t>(length));
+  if (rec > cap_ || at + length > cap_) return q->rlock.unlock(hold), false;
+  note_cpu(q->reader_cpu);
+  map_ahead(head, rec);
+  struct Take {  // taken even if consume throws; then the lock is released
+    QueueShared* q;
+    BiasedLock::Hold& hold;
+    std::uint64_t end;
+    ~Take() {
+      finish_take(q, end);
+      q->rlock.unlock(hold);
+    }
+  } take{q, hold, head + rec};
+  fn(ctx, std::span<const std::byte>(ring_ + at, length));
   return true;
 }
 
 bool ShmQueue::get_impl(ConsumeFn fn, void* ctx, const Deadline& deadline, bool try_lock_only) {
+  if (try_get_fast(fn, ctx)) [[likely]]
+    return true;
+  return get_slow(fn, ctx, deadline, try_lock_only);
+}
+
+bool ShmQueue::get_slow(ConsumeFn fn, void* ctx, const Deadline& deadline, bool try_lock_only) {
   QueueShared* q = q_;
   const std::uint64_t cap = q->capacity;
   BiasedLock::Hold hold;
-  if (!take_lock(q->rlock, hold, deadline, try_lock_only, [q] { forget_dead_reader_wait(q), repair_reader(q); }))
+  if (!take_lock(q->rlock, hold, deadline, try_lock_only, [q] { repair_dead_reader(q); })) [[unlikely]]
     return false;
   Unlock unlock{q->rlock, hold};
   note_cpu(q->reader_cpu);
@@ -529,13 +646,10 @@ bool ShmQueue::get_impl(ConsumeFn fn, void* ctx, const Deadline& deadline, bool 
         ring_read(ring_, cap, head + kHeaderBytes, scratch_.data(), length);
         bytes = scratch_;
       }
-      struct Take {
+      struct Take {  // taken even if consume throws
         QueueShared* q;
         std::uint64_t end;
-        ~Take() {
-          add_gets(q, 1);
-          publish_head(q, end);
-        }
+        ~Take() { finish_take(q, end); }
       } take{q, start + rec};
       fn(ctx, bytes);
       return true;
@@ -579,9 +693,7 @@ bool ShmQueue::get_impl(ConsumeFn fn, void* ctx, const Deadline& deadline, bool 
           [&] { return q->tail.load(std::memory_order_acquire) >= end; }, [] { return true; });
       head = end;
     }
-    add_gets(q, 1);
-    q->r_active = 0;
-    publish_head(q, head);
+    finish_take(q, head, true);
     if (aborted) continue;  // that item was dropped: take the next one
     fn(ctx, scratch_);
     return true;

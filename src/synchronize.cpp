@@ -41,9 +41,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Fork generation: bumped in every forked child, so that per-thread caches of ids notice
-// they were inherited.
-std::atomic<std::uint32_t> g_fork_generation{1};
 std::atomic<pid_t> g_pid{0};
 
 void on_fork_child() {
@@ -139,15 +136,14 @@ pid_t self_pid() noexcept {
   return pid;
 }
 
-pid_t self_tid() noexcept {
-  thread_local std::uint32_t generation = 0;
-  thread_local pid_t tid = 0;
-  const auto now = g_fork_generation.load(std::memory_order_relaxed);
-  if (generation != now) {
-    tid = static_cast<pid_t>(::syscall(SYS_gettid));
-    generation = now;
-  }
-  return tid;
+pid_t self_tid() noexcept { return self_identity().tid; }
+
+void refresh_self_identity() noexcept {
+  SelfIdentity& me = t_self_identity;
+  me.pid = self_pid();
+  me.tid = static_cast<pid_t>(::syscall(SYS_gettid));
+  me.stamp = self_stamp();
+  me.generation = fork_generation();
 }
 
 void throw_bad_shared_state(const char* what) {

@@ -44,16 +44,6 @@ bool read_exact(int fd, void* data, std::size_t size) {
   return true;
 }
 
-namespace {
-std::atomic<std::uint32_t> g_fork_generation{0};
-[[maybe_unused]] const int g_fork_generation_hook = [] {
-  ::pthread_atfork(nullptr, nullptr, [] { g_fork_generation.fetch_add(1, std::memory_order_relaxed); });
-  return 0;
-}();
-}  // namespace
-
-std::uint32_t fork_generation() noexcept { return g_fork_generation.load(std::memory_order_relaxed); }
-
 void prefault(void* p, std::size_t n, bool huge) noexcept {
 #ifdef MADV_POPULATE_WRITE
   const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));  // no local static: fork-safe

@@ -41,6 +41,7 @@
 
 #include "mp/detail/futex.hpp"
 #include "mp/detail/robust_mutex.hpp"
+#include "mp/detail/self_identity.hpp"
 
 namespace mp::detail {
 
@@ -59,17 +60,37 @@ class BiasedLock {
   void init();
   /// Blocks until acquired or `deadline` (timed_out). owner_died: acquired, but the
   /// previous holder died holding it; repair the protected state, then consistent().
-  Result lock(Hold& hold, const Deadline& deadline = std::nullopt);
+  Result lock(Hold& hold, const Deadline& deadline = std::nullopt) {
+    if (try_fast(hold)) return Result::acquired;
+    return lock_slow(hold, deadline, false);
+  }
   /// Never waits for another holder: busy if somebody holds it.
-  Result try_lock(Hold& hold);
+  Result try_lock(Hold& hold) {
+    if (try_fast(hold)) return Result::acquired;
+    return lock_slow(hold, std::nullopt, true);
+  }
+  /// Takes the lock only if the calling thread holds its bias now (no waiting, nothing
+  /// to repair): the steady user's fast path. false: nothing was taken, use lock().
+  bool try_lock_biased(Hold& hold) { return try_fast(hold); }
   /// After owner_died, once the protected state is repaired.
   void consistent(const Hold& hold);
-  void unlock(const Hold& hold);
+  void unlock(const Hold& hold) {
+    if (hold.slot < 0) return unlock_slow();
+    // The owner leaves: `busy` back to 0, and a revoker asleep on it is woken. The light
+    // fence pairs with the sleeper's heavy one: it sees busy 0 or we see it counted.
+    Slot& s = slots_[hold.slot];
+    s.busy.store(0, std::memory_order_release);
+    fence_light();
+    if (s.waiters.load(std::memory_order_relaxed)) wake_revokers(s);
+  }
 
   static constexpr int kSlots = 8;
   static constexpr std::uint32_t kGrantAfter = 16;  // acquisitions in a row by one thread
 
  private:
+  static constexpr std::uint64_t kSlotMask = 0x0f;
+  static constexpr std::uint64_t kRevoked = 0x10;
+
   struct alignas(64) Slot {
     std::atomic<std::uint32_t> busy;     // 1 while its thread is inside through the bias
     std::atomic<std::uint32_t> waiters;  // revokers sleeping on busy
@@ -79,7 +100,30 @@ class BiasedLock {
   };
 
   Result lock_slow(Hold& hold, const Deadline& deadline, bool try_only);
-  bool try_fast(Hold& hold);
+  void unlock_slow();
+  void wake_revokers(Slot& s);
+  void leave_revoked(Slot& s);
+
+  // The bias owner's way in (inline: it is every put and get of a steady queue user).
+  // The slot's stamp holds its process's pid, so tid + stamp name one live thread.
+  bool try_fast(Hold& hold) {
+    const std::uint64_t b = bias_.load(std::memory_order_relaxed);
+    const std::uint64_t index = (b & kSlotMask) - 1;  // b == 0 wraps: no slot
+    if ((b & kRevoked) || index >= static_cast<std::uint64_t>(kSlots)) return false;
+    Slot& s = slots_[index];
+    const SelfIdentity& me = self_identity();
+    if (s.tid.load(std::memory_order_relaxed) != me.tid || s.stamp.load(std::memory_order_relaxed) != me.stamp)
+      return false;
+    s.busy.store(1, std::memory_order_relaxed);
+    fence_light();  // pairs with the revoker's heavy fence: see above
+    if (bias_.load(std::memory_order_acquire) != b) [[unlikely]] {
+      leave_revoked(s);  // revoked meanwhile: go through m like everybody
+      return false;
+    }
+    hold.slot = static_cast<int>(index);
+    hold.m_died = false;
+    return true;
+  }
   Result finish_revocation(Hold& hold, const Deadline& deadline, bool try_only, bool& owner_died);
   void maybe_grant();
 

@@ -11,6 +11,15 @@
 #include <cstdint>
 #include <optional>
 
+#if defined(__has_include)
+#if __has_include(<sys/rseq.h>) && (defined(__x86_64__) || defined(__aarch64__))
+#include <sys/rseq.h>
+#if defined(RSEQ_SIG) && defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#define MP_HAVE_RSEQ_CPU_ID 1
+#endif
+#endif
+#endif
+
 namespace mp::detail {
 
 using Deadline = std::optional<std::chrono::steady_clock::time_point>;
@@ -50,7 +59,10 @@ inline void cpu_relax() noexcept {
 /// returns false: a sleeper in such a process must not trust it (sleep in short slices).
 void fence_register() noexcept;
 bool fence_heavy() noexcept;
-bool fence_membarrier_available() noexcept;
+/// Set once per process image by fence_register(); a fork child inherits both the flag
+/// and the kernel's subscription, an exec'd one starts again from false.
+inline std::atomic<bool> g_membarrier_registered{false};
+inline bool fence_membarrier_available() noexcept { return g_membarrier_registered.load(std::memory_order_relaxed); }
 inline void fence_light() noexcept {
   if (fence_membarrier_available()) {
     std::atomic_signal_fence(std::memory_order_seq_cst);
@@ -59,8 +71,20 @@ inline void fence_light() noexcept {
   }
 }
 
-/// The CPU the caller runs on (cheap: the kernel keeps it in rseq/vDSO).
-int current_cpu() noexcept;
+/// The CPU the caller runs on: one load from the thread's rseq area where glibc
+/// registered one (glibc >= 2.35), else sched_getcpu() (vDSO). Queues note it on every
+/// put and get for the spin policy below, so it must cost next to nothing.
+int current_cpu_slow() noexcept;
+inline int current_cpu() noexcept {
+#if defined(MP_HAVE_RSEQ_CPU_ID)
+  if (__rseq_size >= 8) {  // registered: cpu_id (the second u32) is kept current by the kernel
+    const auto* area = static_cast<const char*>(__builtin_thread_pointer()) + __rseq_offset;
+    const auto cpu = static_cast<int>(reinterpret_cast<const volatile std::uint32_t*>(area)[1]);
+    if (cpu >= 0) return cpu;  // a thread whose own registration failed reads -1 or -2
+  }
+#endif
+  return current_cpu_slow();
+}
 
 /// Spins until `ready()` or the spin budget runs out; returns ready(). The budget is
 /// spent only while `peer_cpu` (the CPU the other side last ran on) differs from the

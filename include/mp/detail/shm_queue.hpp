@@ -13,6 +13,12 @@
 // locks around a pipe, plus a feeder thread mp does not need: put() writes into the ring
 // itself, so an item is in the queue when put() returns, and a bad item fails there.)
 //
+// Fast path: put() and get() first try the common case inline — the caller holds its
+// side's bias, the item fits in the ring whole (and, for get, is contiguous) and there is
+// room (an item) right now; per item that is the lock's two plain stores, the record, the
+// counts' bookkeeping and one release store, with no call out of the function. Anything
+// else (waiting, a repair, a stream, a lock held by another) goes the general way.
+//
 // A record no larger than the ring is published at once, when there is room for all of
 // it. A larger one streams: the writer publishes what fits, the reader copies it out and
 // frees the room, and so on — items have no size limit, and since each side holds its
@@ -35,6 +41,9 @@
 //  - a consumer dies before it took an item out of the ring: another consumer gets it;
 //  - a consumer dies in the middle of a streamed item: that item is lost with it, the
 //    next consumer skips the rest of it.
+// Counts (qsize) are exact once repaired, wherever the kill struck: each side notes what
+// it is about to count before it counts it. Until the next put() repairs after it, a
+// producer killed inside put() may still count for one item that never came.
 // The next process to take the dead one's lock repairs the state (the lock tells it the
 // holder died: the robust mutex, or for a bias owner its process found gone in /proc); a waiter on the other side looks at the dead side's lock every
 // 50 ms, so it never waits for ever on a process that is gone.
@@ -51,6 +60,7 @@
 #include <vector>
 
 #include "mp/detail/futex.hpp"
+#include "mp/detail/self_identity.hpp"
 #include "mp/detail/shared_mapping.hpp"
 
 namespace mp::detail {
@@ -104,19 +114,36 @@ class ShmQueue {
   using ConsumeFn = void (*)(void*, std::span<const std::byte>);
   explicit ShmQueue(std::shared_ptr<SharedMapping> mapping);
   bool get_impl(ConsumeFn fn, void* ctx, const Deadline& deadline, bool try_lock_only);
+  bool try_put_fast(std::span<const std::byte> payload);
+  bool put_slow(std::span<const std::byte> payload, const Deadline& deadline);
+  bool try_get_fast(ConsumeFn fn, void* ctx);
+  bool get_slow(ConsumeFn fn, void* ctx, const Deadline& deadline, bool try_lock_only);
 
   std::shared_ptr<SharedMapping> mapping_;
   QueueShared* q_;
   std::byte* ring_;
+  std::size_t cap_;                 // q_->capacity, kept here (read on every put and get)
+  std::size_t maxsize_;             // q_->maxsize, likewise
   std::vector<std::byte> scratch_;  // an item that wraps around the ring's end (rlock)
   std::uint64_t head_cache_ = 0;    // the head last seen by a writer here (wlock)
   std::uint64_t tail_cache_ = 0;    // the tail last seen by a reader here (rlock)
+  std::uint64_t gets_cache_ = 0;    // the item count taken, last seen by a writer here (wlock)
   // The ring's first mapped_ bytes are mapped in this process (see map_ahead).
   std::mutex map_mu_;                                 // a writer and a reader thread may meet
   std::atomic<std::size_t> mapped_{0};
   std::atomic<std::uint32_t> mapped_generation_{0};  // fork_generation() when mapped_ was set
 
-  void map_ahead(std::uint64_t pos, std::size_t n);
+  // Makes sure ring bytes [pos, pos + n) are mapped here before they are touched; the
+  // check is inline (every put and get), the mapping is not.
+  void map_ahead(std::uint64_t pos, std::size_t n) {
+    const std::size_t at = pos & (cap_ - 1);
+    const std::size_t end = at + n > cap_ ? cap_ : at + n;  // a wrap means the end was reached before
+    if (end <= mapped_.load(std::memory_order_relaxed) &&
+        mapped_generation_.load(std::memory_order_relaxed) == fork_generation()) [[likely]]
+      return;
+    map_more(end);
+  }
+  void map_more(std::size_t end);
 };
 
 }  // namespace mp::detail

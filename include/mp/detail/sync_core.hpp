@@ -28,16 +28,11 @@
 #include "mp/detail/archive.hpp"
 #include "mp/detail/futex.hpp"
 #include "mp/detail/robust_mutex.hpp"
+#include "mp/detail/self_identity.hpp"
 #include "mp/detail/shared_mapping.hpp"
 
 namespace mp::detail {
 
-/// The calling process's id and the calling thread's id, cached (fork-aware).
-pid_t self_pid() noexcept;
-pid_t self_tid() noexcept;
-/// The calling process's start time (clock ticks since boot) << 22 | its pid, cached:
-/// with a pid, it tells that process from a later one given the same pid.
-std::uint64_t self_stamp() noexcept;
 /// Whether the process `pid`, whose self_stamp() was `stamp`, is gone: no such process,
 /// a zombie, or a pid reused by a younger process. Reads /proc (a few microseconds).
 bool holder_gone(pid_t pid, std::uint64_t stamp);

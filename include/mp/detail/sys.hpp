@@ -74,8 +74,4 @@ bool read_exact(int fd, void* data, std::size_t size);
 /// MADV_POPULATE_WRITE (Linux < 5.14) the pages just fault in as they are touched.
 void prefault(void* p, std::size_t n, bool huge = false) noexcept;
 
-/// Bumped in every fork child (pthread_atfork): per-process caches (which pages of a
-/// shared mapping this process has mapped) compare it to know they were inherited.
-std::uint32_t fork_generation() noexcept;
-
 }  // namespace mp::detail
