@@ -142,8 +142,9 @@ void publish_head(QueueShared* q, std::uint64_t head) {
 // `streamed`: the record was read in pieces; r_active is cleared once the note is made.
 void finish_take(QueueShared* q, std::uint64_t end, bool streamed = false) {
   const std::uint64_t gets = q->gets.load(std::memory_order_relaxed) + 1;
-  q->r_taken_end = end;
   q->r_taken_gets = gets;
+  keep_order();
+  q->r_taken_end = end;  // the note counts from here (complete_dead_take looks at it)
   keep_order();
   if (streamed) {
     q->r_active = 0;
