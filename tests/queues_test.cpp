@@ -181,6 +181,51 @@ TEST(Queue, ItemsLargerThanTheRingStreamThrough) {
   producer.join();
 }
 
+// An item that refuses to be loaded (its load() throws before reading its bytes).
+struct Refusing {
+  bool refuse = false;
+  std::vector<unsigned char> bytes;
+  template <class A>
+  void save(A& ar) const {
+    ar(refuse, bytes);
+  }
+  template <class A>
+  void load(A& ar) {
+    ar(refuse);
+    if (refuse) throw std::runtime_error("this item refuses to be loaded");
+    ar(bytes);
+  }
+};
+
+std::vector<unsigned char> byte_pattern(std::size_t n, unsigned seed) {
+  std::vector<unsigned char> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<unsigned char>((i * 31 + seed) >> 3);
+  return v;
+}
+
+// Large items are decoded as they stream (straight into the vector) and written from the
+// value's own memory: whole and in order through rings smaller and larger than them, and
+// a consumer whose decoding throws in the middle of a streamed item takes it all the
+// same (the rest is skipped while its writer is still streaming it): the next is whole.
+TEST(Queue, LargeItemsStreamIntoTheirValuesAndADecodingErrorSkipsTheRest) {
+  for (std::size_t ring : {std::size_t{16} << 10, std::size_t{4} << 20}) {
+    mp::Queue<Refusing> q(mp::QueueOptions{.capacity_bytes = ring});
+    std::thread producer([q]() mutable {
+      for (unsigned i = 0; i < 6; ++i) q.put(Refusing{i % 3 == 1, byte_pattern((std::size_t{1} << 20) + i, i)});
+    });
+    for (unsigned i = 0; i < 6; ++i) {
+      if (i % 3 == 1) {
+        EXPECT_THROW(q.get(10s), std::runtime_error) << "ring " << ring << ", item " << i;
+        continue;
+      }
+      const Refusing item = q.get(10s);
+      EXPECT_EQ(item.bytes, byte_pattern((std::size_t{1} << 20) + i, i)) << "ring " << ring << ", item " << i;
+    }
+    producer.join();
+    EXPECT_EQ(q.qsize(), 0u);
+  }
+}
+
 TEST(Queue, SmallAndLargeItemsInterleave) {
   mp::Queue<std::string> q(mp::QueueOptions{.capacity_bytes = 8192});
   std::thread producer([q]() mutable {

@@ -127,25 +127,46 @@ class QueueBase {
       return;
     }
     auto& buf = scratch();
+    auto& refs = scratch_refs();
     buf.clear();
-    OutputArchive ar(buf);
+    refs.clear();
+    OutputArchive ar(buf, nullptr, &refs);  // large blocks are referred to, copied once into the ring
     save_value(ar, item);  // may throw: nothing is in the queue then
-    if (!shared().put(buf, deadline_after(timeout))) throw Full(std::string("Queue.") + what + ": the queue is full");
+    bool put;
+    if (refs.empty()) {
+      put = shared().put(buf, deadline_after(timeout));
+    } else {
+      auto& pieces = scratch_pieces();
+      pieces.clear();
+      std::size_t at = 0;
+      for (const BlockRef& r : refs) {
+        pieces.emplace_back(buf.data() + at, r.at - at);
+        pieces.emplace_back(r.data, r.size);
+        at = r.at;
+      }
+      pieces.emplace_back(buf.data() + at, buf.size() - at);
+      put = shared().put_pieces(pieces, deadline_after(timeout));
+    }
+    if (!put) throw Full(std::string("Queue.") + what + ": the queue is full");
   }
 
   T get_impl(std::optional<std::chrono::nanoseconds> timeout, bool nowait) {
     if (closed_) throw ValueError("Queue.get: this handle is closed");
     std::optional<T> out;
-    const bool got = shared().get(
-        [&](std::span<const std::byte> bytes) {
+    // The item is decoded as it arrives: a large one streams through the ring straight
+    // into the value's own memory (ItemBytes), with no copy of the whole in between.
+    const bool got = shared().get_pieces(
+        [&](ItemBytes& item) {
           if constexpr (bitwise_v<T>) {
-            if (bytes.size() != sizeof(T)) throw SerializationError("corrupt queue item: wrong size");
+            if (item.size() != sizeof(T)) throw SerializationError("corrupt queue item: wrong size");
+          }
+          InputArchive ar(item.size(), [](void* p) { return static_cast<ItemBytes*>(p)->next(); }, &item);
+          if constexpr (bitwise_v<T>) {
             T value;
-            std::memcpy(&value, bytes.data(), sizeof(T));
+            ar.loadBinary(&value, sizeof(T));
             out.emplace(value);
             return;
           }
-          InputArchive ar(bytes);
           T value = make_for_load<T>();
           load_value(ar, value);
           if (ar.remaining() != 0) throw SerializationError("corrupt queue item: bytes left over");
@@ -159,6 +180,14 @@ class QueueBase {
   static std::vector<std::byte>& scratch() {
     thread_local std::vector<std::byte> buf;
     return buf;
+  }
+  static std::vector<BlockRef>& scratch_refs() {
+    thread_local std::vector<BlockRef> refs;
+    return refs;
+  }
+  static std::vector<std::span<const std::byte>>& scratch_pieces() {
+    thread_local std::vector<std::span<const std::byte>> pieces;
+    return pieces;
   }
 
   std::shared_ptr<ShmQueue> q_;

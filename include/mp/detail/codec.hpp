@@ -72,11 +72,24 @@ void resize_for_fill(std::vector<T>& v, std::size_t n) {
   v.resize(n);
 }
 
+/// v emptied, with room for n elements about to be appended: a large new buffer is
+/// mapped as in resize_for_fill, and nothing is zero-filled.
+template <class T>
+void reserve_for_fill(std::vector<T>& v, std::size_t n) {
+  constexpr std::size_t kPrefaultBytes = std::size_t{1} << 20;
+  v.clear();
+  if (n > v.capacity()) {
+    std::vector<T>().swap(v);
+    v.reserve(n);
+    if (n * sizeof(T) >= kPrefaultBytes) prefault(v.data(), n * sizeof(T), true);
+  }
+}
+
 inline void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, std::vector<std::byte>& v) {
   cereal::size_type n = 0;
   ar(cereal::make_size_tag(n));  // refused if larger than the bytes left
-  resize_for_fill(v, static_cast<std::size_t>(n));
-  ar.loadBinary(v.data(), v.size());
+  reserve_for_fill(v, static_cast<std::size_t>(n));
+  ar.loadAppend(v, static_cast<std::size_t>(n));
 }
 
 // Vectors of numbers: as cereal's own (the same bytes on the wire: the length, then the
@@ -90,8 +103,13 @@ void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, std::vector<T>& v) {
     throw SerializationError("corrupt message: " + std::to_string(n) + " elements of " + std::to_string(sizeof(T)) +
                              " bytes with only " + std::to_string(ar.remaining()) + " bytes left");
   }
-  resize_for_fill(v, static_cast<std::size_t>(n));
-  ar.loadBinary(v.data(), v.size() * sizeof(T));
+  if constexpr (std::is_same_v<T, char> || std::is_same_v<T, unsigned char>) {
+    reserve_for_fill(v, static_cast<std::size_t>(n));  // bytes: appended as they come
+    ar.loadAppend(v, static_cast<std::size_t>(n));
+  } else {
+    resize_for_fill(v, static_cast<std::size_t>(n));
+    ar.loadBinary(v.data(), v.size() * sizeof(T));
+  }
 }
 
 template <class T>

@@ -57,6 +57,7 @@
 #include <mutex>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "mp/detail/futex.hpp"
@@ -66,6 +67,38 @@
 namespace mp::detail {
 
 struct QueueShared;
+
+/// One item's bytes as get() hands them to its consumer: in one piece (an item published
+/// whole) or in pieces as its writer streams it through the ring (an item larger than
+/// the ring), so a large item can be decoded straight into its destination, with no copy
+/// of the whole in between. Valid only during the consumer's call.
+class ItemBytes {
+ public:
+  explicit ItemBytes(std::span<const std::byte> whole) noexcept : size_(whole.size()), piece_(whole) {}
+  /// The item's length in bytes.
+  std::size_t size() const noexcept { return size_; }
+  /// The next piece, empty once all were given. Waits for the writer's next part; if the
+  /// writer gave up in the middle (timeout, death), throws ItemAborted, which get() catches
+  /// (the item is dropped, get() goes on with the next one): let it pass.
+  std::span<const std::byte> next() {
+    if (pull_) return pull_(ctx_);
+    return std::exchange(piece_, {});
+  }
+  /// All of it in one span: the piece itself if it is whole, else gathered into `buf`.
+  std::span<const std::byte> contiguous(std::vector<std::byte>& buf);
+
+ private:
+  friend class ShmQueue;
+  using Pull = std::span<const std::byte> (*)(void*);
+  ItemBytes(std::size_t size, Pull pull, void* ctx) noexcept : size_(size), pull_(pull), ctx_(ctx) {}
+  std::size_t size_;
+  std::span<const std::byte> piece_;
+  Pull pull_ = nullptr;
+  void* ctx_ = nullptr;
+};
+
+/// Thrown by ItemBytes::next() when a streamed item's writer gave up in its middle.
+struct ItemAborted {};
 
 class ShmQueue {
  public:
@@ -82,6 +115,9 @@ class ShmQueue {
   /// Appends one item. Blocks while the queue is full (maxsize) or the ring has no room,
   /// until `deadline`; returns false on timeout (nothing was added). Process-safe.
   bool put(std::span<const std::byte> payload, const Deadline& deadline);
+  /// As put(), of one item whose bytes are `pieces` one after the other (the serialized
+  /// value with its large blocks in place: each is copied once, into the ring).
+  bool put_pieces(std::span<const std::span<const std::byte>> pieces, const Deadline& deadline);
 
   /// Takes one item and hands its bytes to `consume` (called once, with the lock held;
   /// the bytes may live in the ring and are valid only during the call). Blocks while
@@ -90,9 +126,16 @@ class ShmQueue {
   /// once if another consumer holds the reader lock (get_nowait). Process-safe.
   template <class Consume>
   bool get(Consume&& consume, const Deadline& deadline, bool try_lock_only = false) {
+    auto whole = [this, &consume](ItemBytes& item) { consume(item.contiguous(scratch_)); };
+    return get_pieces(whole, deadline, try_lock_only);
+  }
+  /// As get(), but `consume` takes the item as ItemBytes: a large item arrives in pieces
+  /// as it streams (decode it as it comes; ItemBytes::next()).
+  template <class Consume>
+  bool get_pieces(Consume&& consume, const Deadline& deadline, bool try_lock_only = false) {
     return get_impl(
-        [](void* ctx, std::span<const std::byte> bytes) { (*static_cast<std::remove_reference_t<Consume>*>(ctx))(bytes); },
-        &consume, deadline, try_lock_only);
+        [](void* ctx, ItemBytes& item) { (*static_cast<std::remove_reference_t<Consume>*>(ctx))(item); }, &consume,
+        deadline, try_lock_only);
   }
 
   /// Items in the queue (approximate while others put and get, as in Python).
@@ -111,11 +154,13 @@ class ShmQueue {
   const std::shared_ptr<SharedMapping>& mapping_ptr() const noexcept { return mapping_; }
 
  private:
-  using ConsumeFn = void (*)(void*, std::span<const std::byte>);
+  using ConsumeFn = void (*)(void*, ItemBytes&);
+  struct Stream;
+  static std::span<const std::byte> pull_stream(void* stream);
   explicit ShmQueue(std::shared_ptr<SharedMapping> mapping);
   bool get_impl(ConsumeFn fn, void* ctx, const Deadline& deadline, bool try_lock_only);
   bool try_put_fast(std::span<const std::byte> payload);
-  bool put_slow(std::span<const std::byte> payload, const Deadline& deadline);
+  bool put_slow(std::span<const std::span<const std::byte>> pieces, const Deadline& deadline);
   bool try_get_fast(ConsumeFn fn, void* ctx);
   bool get_slow(ConsumeFn fn, void* ctx, const Deadline& deadline, bool try_lock_only);
 
@@ -124,7 +169,8 @@ class ShmQueue {
   std::byte* ring_;
   std::size_t cap_;                 // q_->capacity, kept here (read on every put and get)
   std::size_t maxsize_;             // q_->maxsize, likewise
-  std::vector<std::byte> scratch_;  // an item that wraps around the ring's end (rlock)
+  std::vector<std::byte> scratch_;  // an item that wraps around the ring's end, or a
+                                    // streamed one for get()'s consumer (rlock)
   std::uint64_t head_cache_ = 0;    // the head last seen by a writer here (wlock)
   std::uint64_t tail_cache_ = 0;    // the tail last seen by a reader here (rlock)
   std::uint64_t gets_cache_ = 0;    // the item count taken, last seen by a writer here (wlock)
