@@ -27,7 +27,8 @@
 // cancel_join_thread() therefore have nothing to wait for. An "unbounded" queue
 // (maxsize 0) is bounded by its ring (default 4 MiB, `capacity_bytes`): put() blocks
 // while the ring is full, as Python's blocks on a full pipe. Items of any size pass,
-// also larger than the ring (they stream through it).
+// also larger than the ring: they stream through it, from the value's own memory into
+// the value get() returns, with no whole copy held on either side.
 //
 // T is any serializable type (codec.hpp). Descriptor-carrying handles (a Connection, a
 // Queue) cannot travel inside a queue's items: pass them as Process arguments instead.
@@ -157,16 +158,18 @@ class QueueBase {
     // into the value's own memory (ItemBytes), with no copy of the whole in between.
     const bool got = shared().get_pieces(
         [&](ItemBytes& item) {
-          if constexpr (bitwise_v<T>) {
+          if constexpr (bitwise_v<T>) {  // its bytes, straight from the ring
             if (item.size() != sizeof(T)) throw SerializationError("corrupt queue item: wrong size");
-          }
-          InputArchive ar(item.size(), [](void* p) { return static_cast<ItemBytes*>(p)->next(); }, &item);
-          if constexpr (bitwise_v<T>) {
             T value;
-            ar.loadBinary(&value, sizeof(T));
+            std::size_t got = 0;
+            for (auto piece = item.next(); !piece.empty(); piece = item.next()) {
+              std::memcpy(reinterpret_cast<std::byte*>(&value) + got, piece.data(), piece.size());
+              got += piece.size();
+            }
             out.emplace(value);
             return;
           }
+          InputArchive ar(item.size(), [](void* p) { return static_cast<ItemBytes*>(p)->next(); }, &item);
           T value = make_for_load<T>();
           load_value(ar, value);
           if (ar.remaining() != 0) throw SerializationError("corrupt queue item: bytes left over");

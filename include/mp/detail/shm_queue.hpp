@@ -20,9 +20,13 @@
 // else (waiting, a repair, a stream, a lock held by another) goes the general way.
 //
 // A record no larger than the ring is published at once, when there is room for all of
-// it. A larger one streams: the writer publishes what fits, the reader copies it out and
-// frees the room, and so on — items have no size limit, and since each side holds its
-// own lock, the streaming writer and reader can never wait on each other in a cycle.
+// it. A larger one streams, 256 KiB at a time: the writer publishes a piece, the reader
+// hands it to its consumer (ItemBytes: the typed queue decodes it straight into the
+// value) and frees the room, while the writer fills the next — items have no size limit,
+// neither side holds a copy of the whole, and since each side holds its own lock, the
+// streaming writer and reader can never wait on each other in a cycle. The writer copies
+// a value's large blocks (a big vector's elements) into the ring from the value itself
+// (put_pieces), so a large item is copied twice in all: into the ring, out of it.
 //
 // Memory: the ring's pages are mapped into each process ahead of use, a growing stretch
 // at a time (map_ahead), rather than faulted in one 4 KiB page at a time on first touch
