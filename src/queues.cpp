@@ -63,6 +63,10 @@ struct alignas(64) QueueShared {
   std::uint64_t w_end;
   std::uint64_t w_puts;
   std::uint32_t w_active;
+  // The fast put's lighter note (try_put_fast): the count its item makes, and where its
+  // record ends. Written count first, so a half-written note never matches `puts`.
+  std::uint64_t w_mark_puts;
+  std::uint64_t w_mark_end;
 
   // The reader's lines, likewise.
   alignas(64) BiasedLock rlock;
@@ -228,7 +232,13 @@ void record_abort(QueueShared* q, std::uint64_t start, std::uint64_t resume) {
 // Called with wlock held, after the previous holder died or gave up in the middle of a
 // record: makes the stream parseable again.
 void repair_writer(QueueShared* q) {
-  if (!q->w_active) return;
+  if (!q->w_active) {
+    // A fast put killed between counting its item and publishing it.
+    if (q->puts.load(std::memory_order_relaxed) == q->w_mark_puts &&
+        q->tail.load(std::memory_order_acquire) != q->w_mark_end)
+      q->puts.store(q->w_mark_puts - 1, std::memory_order_release);
+    return;
+  }
   const std::uint64_t tail = q->tail.load(std::memory_order_acquire);
   if (tail == q->w_start) {
     q->puts.store(q->w_puts, std::memory_order_release);  // nothing of it was published
@@ -437,14 +447,21 @@ inline bool ShmQueue::try_put_fast(std::span<const std::byte> payload) {
     if (tail + rec - head_cache_ > cap_) return q->wlock.unlock(hold), false;
   }
   note_cpu(q->writer_cpu);
-  begin_put(q, tail, rec);
+  // Published in one store, so a kill can only fall between counting and publishing:
+  // the note says which count and which end (repair_writer). Two stores, not begin_put's
+  // five: the writer's stores queue behind the ones to lines the reader is reading.
+  const std::uint64_t puts = q->puts.load(std::memory_order_relaxed) + 1;
+  q->w_mark_puts = puts;
+  keep_order();
+  q->w_mark_end = tail + rec;
+  keep_order();
+  q->puts.store(puts, std::memory_order_release);
   map_ahead(tail, rec);
   const std::uint64_t length = payload.size();
   ring_write(ring_, cap_, tail, reinterpret_cast<const std::byte*>(&length), kHeaderBytes);
   ring_write(ring_, cap_, tail + kHeaderBytes, payload.data(), payload.size());
   if (q->joinable) q->unfinished.fetch_add(1, std::memory_order_acq_rel);
   publish_tail(q, tail + rec);
-  end_put(q);
   q->wlock.unlock(hold);
   return true;
 }
