@@ -161,10 +161,10 @@ class QueueBase {
           if constexpr (bitwise_v<T>) {  // its bytes, straight from the ring
             if (item.size() != sizeof(T)) throw SerializationError("corrupt queue item: wrong size");
             T value;
-            std::size_t got = 0;
+            std::size_t filled = 0;
             for (auto piece = item.next(); !piece.empty(); piece = item.next()) {
-              std::memcpy(reinterpret_cast<std::byte*>(&value) + got, piece.data(), piece.size());
-              got += piece.size();
+              std::memcpy(reinterpret_cast<std::byte*>(&value) + filled, piece.data(), piece.size());
+              filled += piece.size();
             }
             out.emplace(value);
             return;
