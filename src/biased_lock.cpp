@@ -29,14 +29,6 @@ bool heavy_fence() {
   return ::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
 }
 
-// The owner leaves: `busy` back to 0, and a revoker asleep on it is woken. The light
-// fence pairs with the sleeper's heavy one: it sees busy 0 or we see it counted.
-void leave(std::atomic<std::uint32_t>& busy, std::atomic<std::uint32_t>& waiters) {
-  busy.store(0, std::memory_order_release);
-  fence_light();
-  if (waiters.load(std::memory_order_relaxed)) futex_wake(busy, INT_MAX);
-}
-
 }  // namespace
 
 void BiasedLock::init() {
@@ -53,8 +45,6 @@ void BiasedLock::init() {
     s.stamp.store(0, std::memory_order_relaxed);
   }
 }
-
-void BiasedLock::leave_revoked(Slot& s) { leave(s.busy, s.waiters); }
 
 void BiasedLock::wake_revokers(Slot& s) { futex_wake(s.busy, INT_MAX); }
 

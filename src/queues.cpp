@@ -63,8 +63,8 @@ struct alignas(64) QueueShared {
   std::uint64_t w_end;
   std::uint64_t w_puts;
   std::uint32_t w_active;
-  // The fast put's lighter note (try_put_fast): the count its item makes, and where its
-  // record ends. Written count first, so a half-written note never matches `puts`.
+  // The lighter note of a put of a whole record (put_whole): the count its item makes,
+  // and where its record ends. Written count first, so a half note never matches `puts`.
   std::uint64_t w_mark_puts;
   std::uint64_t w_mark_end;
 
@@ -233,7 +233,7 @@ void record_abort(QueueShared* q, std::uint64_t start, std::uint64_t resume) {
 // record: makes the stream parseable again.
 void repair_writer(QueueShared* q) {
   if (!q->w_active) {
-    // A fast put killed between counting its item and publishing it.
+    // A put of a whole record killed between counting it and publishing it (put_whole).
     if (q->puts.load(std::memory_order_relaxed) == q->w_mark_puts &&
         q->tail.load(std::memory_order_acquire) != q->w_mark_end)
       q->puts.store(q->w_mark_puts - 1, std::memory_order_release);
@@ -250,8 +250,9 @@ void repair_writer(QueueShared* q) {
   q->w_active = 0;
 }
 
-// The writer's first step for an item (the room for it found): notes where it goes and
-// the count before it, then counts it. Undone by repair_writer if it never completes.
+// The writer's first step for a streamed item (published in parts): notes where it goes
+// and the count before it, then counts it. Undone by repair_writer if it never completes.
+// (An item published whole takes put_whole's lighter note.)
 void begin_put(QueueShared* q, std::uint64_t tail, std::size_t rec) {
   const std::uint64_t puts = q->puts.load(std::memory_order_relaxed);
   q->w_start = tail;
@@ -423,6 +424,27 @@ std::size_t ShmQueue::maxsize() const noexcept { return q_->maxsize; }
 
 bool ShmQueue::full() const noexcept { return q_->maxsize && qsize() >= q_->maxsize; }
 
+// Writes a record that fits the ring whole at `tail` (room checked, wlock held) and
+// publishes it with one store, so a kill can only fall between counting it and
+// publishing it: the note (w_mark_*) tells repair_writer which count and which end. Two
+// stores, not begin_put's five: the writer's stores queue behind the ones to the lines
+// the reader is reading.
+template <class WritePayload>
+void ShmQueue::put_whole(std::uint64_t tail, std::size_t rec, std::uint64_t length, WritePayload&& write_payload) {
+  QueueShared* q = q_;
+  const std::uint64_t puts = q->puts.load(std::memory_order_relaxed) + 1;
+  q->w_mark_puts = puts;
+  keep_order();
+  q->w_mark_end = tail + rec;
+  keep_order();
+  q->puts.store(puts, std::memory_order_release);
+  map_ahead(tail, rec);
+  ring_write(ring_, cap_, tail, reinterpret_cast<const std::byte*>(&length), kHeaderBytes);
+  write_payload(tail + kHeaderBytes);
+  if (q->joinable) q->unfinished.fetch_add(1, std::memory_order_acq_rel);
+  publish_tail(q, tail + rec);
+}
+
 // The common put, inline and without waiting: this thread holds the writer lock's bias,
 // the item fits in the ring whole and there is room for it now. Otherwise it changes
 // nothing and returns false, and put_slow() does the whole work (waits, repairs, streams).
@@ -447,21 +469,8 @@ inline bool ShmQueue::try_put_fast(std::span<const std::byte> payload) {
     if (tail + rec - head_cache_ > cap_) return q->wlock.unlock(hold), false;
   }
   note_cpu(q->writer_cpu);
-  // Published in one store, so a kill can only fall between counting and publishing:
-  // the note says which count and which end (repair_writer). Two stores, not begin_put's
-  // five: the writer's stores queue behind the ones to lines the reader is reading.
-  const std::uint64_t puts = q->puts.load(std::memory_order_relaxed) + 1;
-  q->w_mark_puts = puts;
-  keep_order();
-  q->w_mark_end = tail + rec;
-  keep_order();
-  q->puts.store(puts, std::memory_order_release);
-  map_ahead(tail, rec);
-  const std::uint64_t length = payload.size();
-  ring_write(ring_, cap_, tail, reinterpret_cast<const std::byte*>(&length), kHeaderBytes);
-  ring_write(ring_, cap_, tail + kHeaderBytes, payload.data(), payload.size());
-  if (q->joinable) q->unfinished.fetch_add(1, std::memory_order_acq_rel);
-  publish_tail(q, tail + rec);
+  put_whole(tail, rec, payload.size(),
+            [&](std::uint64_t at) { ring_write(ring_, cap_, at, payload.data(), payload.size()); });
   q->wlock.unlock(hold);
   return true;
 }
@@ -472,8 +481,17 @@ bool ShmQueue::put(std::span<const std::byte> payload, const Deadline& deadline)
   return put_slow({&payload, 1}, deadline);
 }
 
-bool ShmQueue::put_pieces(std::span<const std::span<const std::byte>> pieces, const Deadline& deadline) {
-  if (pieces.size() == 1 && try_put_fast(pieces.front())) return true;
+bool ShmQueue::put(std::span<const std::byte> bytes, std::span<const BlockRef> refs, const Deadline& deadline) {
+  if (refs.empty()) return put(bytes, deadline);
+  std::vector<std::span<const std::byte>> pieces;  // a large item's: one allocation is nothing beside it
+  pieces.reserve(2 * refs.size() + 1);
+  std::size_t at = 0;
+  for (const BlockRef& r : refs) {
+    pieces.emplace_back(bytes.data() + at, r.at - at);
+    pieces.emplace_back(r.data, r.size);
+    at = r.at;
+  }
+  pieces.emplace_back(bytes.data() + at, bytes.size() - at);
   return put_slow(pieces, deadline);
 }
 
@@ -506,7 +524,7 @@ class PieceReader {
 
 bool ShmQueue::put_slow(std::span<const std::span<const std::byte>> pieces, const Deadline& deadline) {
   QueueShared* q = q_;
-  const std::uint64_t cap = q->capacity;
+  const std::uint64_t cap = cap_;
   BiasedLock::Hold hold;
   if (!take_lock(q->wlock, hold, deadline, false, [q] { forget_dead_writer_wait(q), repair_writer(q); })) [[unlikely]]
     return false;
@@ -565,13 +583,7 @@ bool ShmQueue::put_slow(std::span<const std::span<const std::byte>> pieces, cons
     if (!fits() && !wait_on(q->space_seq, q->writers_waiting, q->reader_cpu, deadline, fits,
                             [&] { check_reader(); return false; }))
       return false;
-    begin_put(q, tail, rec);
-    map_ahead(tail, rec);
-    ring_write(ring_, cap, tail, reinterpret_cast<const std::byte*>(&length), kHeaderBytes);
-    payload.to_ring(ring_, cap, tail + kHeaderBytes, static_cast<std::size_t>(length));
-    if (q->joinable) q->unfinished.fetch_add(1, std::memory_order_acq_rel);
-    publish_tail(q, tail + rec);
-    end_put(q);
+    put_whole(tail, rec, length, [&](std::uint64_t at) { payload.to_ring(ring_, cap, at, static_cast<std::size_t>(length)); });
     return true;
   }
 
@@ -680,7 +692,7 @@ bool ShmQueue::get_impl(ConsumeFn fn, void* ctx, const Deadline& deadline, bool 
 
 bool ShmQueue::get_slow(ConsumeFn fn, void* ctx, const Deadline& deadline, bool try_lock_only) {
   QueueShared* q = q_;
-  const std::uint64_t cap = q->capacity;
+  const std::uint64_t cap = cap_;
   BiasedLock::Hold hold;
   if (!take_lock(q->rlock, hold, deadline, try_lock_only, [q] { repair_dead_reader(q); })) [[unlikely]]
     return false;
@@ -789,12 +801,16 @@ std::span<const std::byte> ShmQueue::pull_stream(void* p) {
 std::span<const std::byte> ItemBytes::contiguous(std::vector<std::byte>& buf) {
   if (!pull_) return std::exchange(piece_, {});
   buf.resize(size_);
+  return {buf.data(), copy_to(buf.data())};
+}
+
+std::size_t ItemBytes::copy_to(std::byte* dst) {
   std::size_t got = 0;
   for (auto piece = next(); !piece.empty(); piece = next()) {
-    std::memcpy(buf.data() + got, piece.data(), piece.size());
+    std::memcpy(dst + got, piece.data(), piece.size());
     got += piece.size();
   }
-  return {buf.data(), got};
+  return got;
 }
 
 void ShmQueue::task_done() {

@@ -133,22 +133,8 @@ class QueueBase {
     refs.clear();
     OutputArchive ar(buf, nullptr, &refs);  // large blocks are referred to, copied once into the ring
     save_value(ar, item);  // may throw: nothing is in the queue then
-    bool put;
-    if (refs.empty()) {
-      put = shared().put(buf, deadline_after(timeout));
-    } else {
-      auto& pieces = scratch_pieces();
-      pieces.clear();
-      std::size_t at = 0;
-      for (const BlockRef& r : refs) {
-        pieces.emplace_back(buf.data() + at, r.at - at);
-        pieces.emplace_back(r.data, r.size);
-        at = r.at;
-      }
-      pieces.emplace_back(buf.data() + at, buf.size() - at);
-      put = shared().put_pieces(pieces, deadline_after(timeout));
-    }
-    if (!put) throw Full(std::string("Queue.") + what + ": the queue is full");
+    if (!shared().put(buf, refs, deadline_after(timeout)))
+      throw Full(std::string("Queue.") + what + ": the queue is full");
   }
 
   T get_impl(std::optional<std::chrono::nanoseconds> timeout, bool nowait) {
@@ -161,11 +147,7 @@ class QueueBase {
           if constexpr (bitwise_v<T>) {  // its bytes, straight from the ring
             if (item.size() != sizeof(T)) throw SerializationError("corrupt queue item: wrong size");
             T value;
-            std::size_t filled = 0;
-            for (auto piece = item.next(); !piece.empty(); piece = item.next()) {
-              std::memcpy(reinterpret_cast<std::byte*>(&value) + filled, piece.data(), piece.size());
-              filled += piece.size();
-            }
+            item.copy_to(reinterpret_cast<std::byte*>(&value));
             out.emplace(value);
             return;
           }
@@ -187,10 +169,6 @@ class QueueBase {
   static std::vector<BlockRef>& scratch_refs() {
     thread_local std::vector<BlockRef> refs;
     return refs;
-  }
-  static std::vector<std::span<const std::byte>>& scratch_pieces() {
-    thread_local std::vector<std::span<const std::byte>> pieces;
-    return pieces;
   }
 
   std::shared_ptr<ShmQueue> q_;

@@ -76,12 +76,7 @@ class BiasedLock {
   void consistent(const Hold& hold);
   void unlock(const Hold& hold) {
     if (hold.slot < 0) return unlock_slow();
-    // The owner leaves: `busy` back to 0, and a revoker asleep on it is woken. The light
-    // fence pairs with the sleeper's heavy one: it sees busy 0 or we see it counted.
-    Slot& s = slots_[hold.slot];
-    s.busy.store(0, std::memory_order_release);
-    fence_light();
-    if (s.waiters.load(std::memory_order_relaxed)) wake_revokers(s);
+    leave(slots_[hold.slot]);
   }
 
   static constexpr int kSlots = 8;
@@ -102,7 +97,15 @@ class BiasedLock {
   Result lock_slow(Hold& hold, const Deadline& deadline, bool try_only);
   void unlock_slow();
   void wake_revokers(Slot& s);
-  void leave_revoked(Slot& s);
+
+  // The bias owner leaves: `busy` back to 0, and a revoker asleep on it is woken. The
+  // light fence pairs with the sleeper's heavy one: it sees busy 0 or we see it counted.
+  void leave(Slot& s) {
+    s.busy.store(0, std::memory_order_release);
+    fence_light();
+    if (s.waiters.load(std::memory_order_relaxed)) [[unlikely]]
+      wake_revokers(s);
+  }
 
   // The bias owner's way in (inline: it is every put and get of a steady queue user).
   // The slot's stamp holds its process's pid, so tid + stamp name one live thread.
@@ -117,7 +120,7 @@ class BiasedLock {
     s.busy.store(1, std::memory_order_relaxed);
     fence_light();  // pairs with the revoker's heavy fence: see above
     if (bias_.load(std::memory_order_acquire) != b) [[unlikely]] {
-      leave_revoked(s);  // revoked meanwhile: go through m like everybody
+      leave(s);  // revoked meanwhile: go through m like everybody
       return false;
     }
     hold.slot = static_cast<int>(index);

@@ -58,22 +58,9 @@ inline void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const std::vector<std::
   ar.saveBinary(v.data(), v.size());
 }
 
-/// v.resize(n) for a vector about to be filled whole: a large new buffer is mapped in one
-/// call, with huge pages where allowed, before the zero-fill touches it (sys.hpp:
-/// prefault; first touches of fresh pages cost more than the copy on a VM).
-template <class T>
-void resize_for_fill(std::vector<T>& v, std::size_t n) {
-  constexpr std::size_t kPrefaultBytes = std::size_t{1} << 20;
-  if (n > v.capacity() && n * sizeof(T) >= kPrefaultBytes) {
-    std::vector<T>().swap(v);
-    v.reserve(n);
-    prefault(v.data(), n * sizeof(T), true);
-  }
-  v.resize(n);
-}
-
 /// v emptied, with room for n elements about to be appended: a large new buffer is
-/// mapped as in resize_for_fill, and nothing is zero-filled.
+/// mapped in one call, with huge pages where allowed, before anything touches it
+/// (sys.hpp: prefault; first touches of fresh pages cost more than the copy on a VM).
 template <class T>
 void reserve_for_fill(std::vector<T>& v, std::size_t n) {
   constexpr std::size_t kPrefaultBytes = std::size_t{1} << 20;
@@ -83,6 +70,14 @@ void reserve_for_fill(std::vector<T>& v, std::size_t n) {
     v.reserve(n);
     if (n * sizeof(T) >= kPrefaultBytes) prefault(v.data(), n * sizeof(T), true);
   }
+}
+
+/// v.resize(n) for a vector about to be filled whole, its buffer prepared as above (the
+/// zero-fill then writes pages already mapped).
+template <class T>
+void resize_for_fill(std::vector<T>& v, std::size_t n) {
+  reserve_for_fill(v, n);
+  v.resize(n);
 }
 
 inline void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, std::vector<std::byte>& v) {

@@ -26,7 +26,8 @@
 // neither side holds a copy of the whole, and since each side holds its own lock, the
 // streaming writer and reader can never wait on each other in a cycle. The writer copies
 // a value's large blocks (a big vector's elements) into the ring from the value itself
-// (put_pieces), so a large item is copied twice in all: into the ring, out of it.
+// (put with block references), so a large item is copied twice in all: into the ring,
+// out of it.
 //
 // Memory: the ring's pages are mapped into each process ahead of use, a growing stretch
 // at a time (map_ahead), rather than faulted in one 4 KiB page at a time on first touch
@@ -64,6 +65,7 @@
 #include <utility>
 #include <vector>
 
+#include "mp/detail/archive.hpp"
 #include "mp/detail/futex.hpp"
 #include "mp/detail/self_identity.hpp"
 #include "mp/detail/shared_mapping.hpp"
@@ -90,6 +92,9 @@ class ItemBytes {
   }
   /// All of it in one span: the piece itself if it is whole, else gathered into `buf`.
   std::span<const std::byte> contiguous(std::vector<std::byte>& buf);
+  /// Copies all of it (the pieces not taken yet) to `dst`, which holds size() bytes;
+  /// returns the bytes copied.
+  std::size_t copy_to(std::byte* dst);
 
  private:
   friend class ShmQueue;
@@ -119,9 +124,10 @@ class ShmQueue {
   /// Appends one item. Blocks while the queue is full (maxsize) or the ring has no room,
   /// until `deadline`; returns false on timeout (nothing was added). Process-safe.
   bool put(std::span<const std::byte> payload, const Deadline& deadline);
-  /// As put(), of one item whose bytes are `pieces` one after the other (the serialized
-  /// value with its large blocks in place: each is copied once, into the ring).
-  bool put_pieces(std::span<const std::span<const std::byte>> pieces, const Deadline& deadline);
+  /// As put(), of a value saved with block references (OutputArchive): its item is
+  /// `bytes` with each of `refs` in its place, each block copied once, from the value
+  /// into the ring.
+  bool put(std::span<const std::byte> bytes, std::span<const BlockRef> refs, const Deadline& deadline);
 
   /// Takes one item and hands its bytes to `consume` (called once, with the lock held;
   /// the bytes may live in the ring and are valid only during the call). Blocks while
@@ -165,6 +171,8 @@ class ShmQueue {
   bool get_impl(ConsumeFn fn, void* ctx, const Deadline& deadline, bool try_lock_only);
   bool try_put_fast(std::span<const std::byte> payload);
   bool put_slow(std::span<const std::span<const std::byte>> pieces, const Deadline& deadline);
+  template <class WritePayload>
+  void put_whole(std::uint64_t tail, std::size_t rec, std::uint64_t length, WritePayload&& write_payload);
   bool try_get_fast(ConsumeFn fn, void* ctx);
   bool get_slow(ConsumeFn fn, void* ctx, const Deadline& deadline, bool try_lock_only);
 
