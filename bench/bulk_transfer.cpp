@@ -11,10 +11,15 @@
 //                   pre-faulted 64 MiB buffer (as c_pipe reads into one)
 //   mp_queue_bytes  mp::Queue<std::vector<unsigned char>> (default 4 MiB ring: the item
 //                   streams through it); "g" over a control mp::Pipe(); the child put()s
-//                   its vector, the parent get()s a new one (as cpython_pipe_bytes gets
-//                   a new bytes object). vector<unsigned char>, not vector<std::byte>:
-//                   the codec copies a vector of an arithmetic type with one memcpy, a
-//                   vector<std::byte> element by element (4x slower to encode here).
+//                   its vector, the parent get_into()s one vector it keeps (faulted in by
+//                   the warm-up), as mp_pipe_bytes and c_pipe read into a preallocated
+//                   buffer. vector<unsigned char>, not vector<std::byte>: the codec copies
+//                   a vector of an arithmetic type with one memcpy, a vector<std::byte>
+//                   element by element (4x slower to encode here).
+//   mp_queue_bytes_new  the same, but the parent get()s a new vector every time (as
+//                   cpython_pipe_bytes gets a new bytes object): the kernel clearing
+//                   64 MiB of fresh pages is part of the time (here it costs more than
+//                   the copy).
 //   mp_shared_memory  as cpython_shared_memory: the parent creates a 64 MiB
 //                   mp::SharedMemory (not pre-faulted: the warm-up transfer faults it in)
 //                   and passes its name; the child attaches by name, and on every "g"
@@ -97,7 +102,8 @@ std::vector<double> pipe_bytes(const Placement& where, Params& params) {
 
 using Bytes = std::vector<unsigned char>;
 
-std::vector<double> queue_bytes(const Placement& where, Params& params) {
+// `reuse`: get_into one vector; else get() a new one each time.
+std::vector<double> queue_bytes(const Placement& where, Params& params, bool reuse) {
   mp::Queue<Bytes> q;
   auto [ctl, ctl_child] = mp::Pipe();
   Child child(mp::Process(
@@ -110,20 +116,37 @@ std::vector<double> queue_bytes(const Placement& where, Params& params) {
       std::move(ctl_child), q));
   Bytes got;
   auto gbs = time_transfers(
-      [&] { Bytes().swap(got); },  // the last one is freed untimed
+      [&] {
+        if (reuse) {
+          if (!got.empty()) got.front() = got.back() = 0;
+        } else {
+          Bytes().swap(got);  // the last one is freed untimed
+        }
+      },
       [&, &c = ctl] {
         c.send_bytes("g");
-        got = q.get();
+        if (reuse) {
+          q.get_into(got);
+        } else {
+          got = q.get();
+        }
       },
       [&] { return got.size() == kBytes && got.front() == kFill && got.back() == kFill; });
   ctl.send_bytes("q");
   child.finish();
-  params.add("how", "child put(64 MiB std::vector<unsigned char>), parent get() (a new vector)")
-      .add("into", "new vector from get()")
-      .add("queue_ring_bytes", mp::QueueOptions{}.capacity_bytes)
-      .add("go", "control mp::Pipe()");
+  if (reuse) {
+    params.add("how", "child put(64 MiB std::vector<unsigned char>), parent get_into(the same vector every time)")
+        .add("into", "one vector, reused (faulted in by the warm-up)");
+  } else {
+    params.add("how", "child put(64 MiB std::vector<unsigned char>), parent get() (a new vector)")
+        .add("into", "new vector from get()");
+  }
+  params.add("queue_ring_bytes", mp::QueueOptions{}.capacity_bytes).add("go", "control mp::Pipe()");
   return gbs;
 }
+
+std::vector<double> queue_bytes_reused(const Placement& where, Params& params) { return queue_bytes(where, params, true); }
+std::vector<double> queue_bytes_new(const Placement& where, Params& params) { return queue_bytes(where, params, false); }
 
 std::vector<double> shared_memory(const Placement& where, Params& params) {
   mp::SharedMemory shm({.name = {}, .create = true, .size = kBytes, .track = true});
@@ -178,7 +201,8 @@ struct Impl {
 };
 constexpr Impl kImpls[] = {
     {"mp_pipe_bytes", pipe_bytes},
-    {"mp_queue_bytes", queue_bytes},
+    {"mp_queue_bytes", queue_bytes_reused},
+    {"mp_queue_bytes_new", queue_bytes_new},
     {"mp_shared_memory", shared_memory},
 };
 
@@ -207,6 +231,6 @@ void run(const std::string& name) {
 
 }  // namespace
 
-Workload bulk_transfer_workload() { return {"bulk_transfer", {"mp_pipe_bytes", "mp_queue_bytes", "mp_shared_memory"}, "GB_per_s", run}; }
+Workload bulk_transfer_workload() { return {"bulk_transfer", {"mp_pipe_bytes", "mp_queue_bytes", "mp_queue_bytes_new", "mp_shared_memory"}, "GB_per_s", run}; }
 
 }  // namespace bench

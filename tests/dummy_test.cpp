@@ -109,4 +109,10 @@ TEST(DummyQueue, PutGetTimeoutsJoin) {
   q.task_done();
   q.join();
   EXPECT_THROW(q.task_done(), mp::ValueError);
+  q.put(std::make_unique<int>(7));  // get_into, as mp::Queue's
+  std::unique_ptr<int> into;
+  q.get_into(into);
+  EXPECT_EQ(*into, 7);
+  EXPECT_THROW(q.get_into(into, 10ms), mp::Empty);
+  EXPECT_EQ(*into, 7);
 }

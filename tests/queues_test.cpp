@@ -226,6 +226,50 @@ TEST(Queue, LargeItemsStreamIntoTheirValuesAndADecodingErrorSkipsTheRest) {
   }
 }
 
+TEST(Queue, GetIntoFillsTheCallersValueInPlace) {
+  for (std::size_t ring : {std::size_t{16} << 10, std::size_t{4} << 20}) {  // streamed, then whole
+    mp::Queue<std::vector<unsigned char>> q(mp::QueueOptions{.capacity_bytes = ring});
+    const std::size_t sizes[] = {std::size_t{1} << 20, std::size_t{300} << 10, (std::size_t{1} << 20) - 3, 0};
+    std::thread producer([q, &sizes]() mutable {
+      unsigned seed = 0;
+      for (std::size_t n : sizes) {
+        std::vector<unsigned char> v(n);
+        for (auto& b : v) b = static_cast<unsigned char>(seed++ * 7 + 1);
+        q.put(v);
+      }
+    });
+    std::vector<unsigned char> into;
+    const unsigned char* buffer = nullptr;
+    unsigned seed = 0;
+    for (std::size_t n : sizes) {
+      q.get_into(into, 10s);
+      ASSERT_EQ(into.size(), n) << "ring " << ring;
+      for (std::size_t i = 0; i < n; ++i)
+        ASSERT_EQ(into[i], static_cast<unsigned char>(seed++ * 7 + 1)) << "ring " << ring << ", byte " << i;
+      if (!buffer) buffer = into.data();
+      // No item is larger than the first: its buffer serves them all.
+      EXPECT_EQ(into.data(), buffer) << "ring " << ring << ": get_into allocated anew";
+    }
+    producer.join();
+    // Empty: mp::Empty, and the value is left as it was.
+    into.assign(5, 9);
+    EXPECT_THROW(q.get_into(into, 10ms), mp::Empty);
+    EXPECT_EQ(into, std::vector<unsigned char>(5, 9));
+  }
+  mp::Queue<std::int64_t> numbers;  // a bitwise item is copied straight into the value
+  numbers.put(-42);
+  std::int64_t x = 0;
+  numbers.get_into(x);
+  EXPECT_EQ(x, -42);
+  mp::Queue<std::string> strings;  // any type: a string, a struct's members...
+  strings.put("hello");
+  std::string s(100, 'z');
+  strings.get_into(s);
+  EXPECT_EQ(s, "hello");
+  strings.close();
+  EXPECT_THROW(strings.get_into(s), mp::ValueError);
+}
+
 TEST(Queue, SmallAndLargeItemsInterleave) {
   mp::Queue<std::string> q(mp::QueueOptions{.capacity_bytes = 8192});
   std::thread producer([q]() mutable {

@@ -124,6 +124,12 @@ class Queue {
     return get_until(std::chrono::steady_clock::now() + timeout);
   }
   T get_nowait() { return get_until(std::chrono::steady_clock::now()); }
+  /// As mp::Queue's: the item is moved into `out` (between threads there is no copy to spare).
+  void get_into(T& out) { out = get(); }
+  template <class Rep, class Period>
+  void get_into(T& out, std::chrono::duration<Rep, Period> timeout) {
+    out = get(timeout);
+  }
   std::size_t qsize() const {
     std::lock_guard g(s_->mu);
     return s_->items.size();

@@ -8,6 +8,7 @@
 //   std::string s = q.get();                     // blocks until an item arrives
 //   q.get(1s);                                   // mp::Empty after 1 s
 //   q.put_nowait("x");                           // mp::Full if the queue is full
+//   q.get_into(s);                               // into s, reusing its buffer
 //   producer.join();
 //
 //   mp::JoinableQueue<int> jq;                   // consumers call task_done() per item,
@@ -85,6 +86,19 @@ class QueueBase {
   /// Never waits: mp::Empty if there is no item now (or another consumer is taking one).
   T get_nowait() { return get_impl(std::chrono::nanoseconds(0), true); }
 
+  /// get() into a value the caller already has, reusing what it owns: a vector or a
+  /// string with room enough is filled in place, with no allocation and no fresh pages
+  /// to fault in (for a large item those cost more than the copy itself). The
+  /// counterpart of Connection::recv_bytes_into for a consumer that takes item after
+  /// item into one buffer. On mp::Empty `out` is untouched; if decoding throws (as in
+  /// get(), the item is taken all the same), `out` is valid but unspecified.
+  void get_into(T& out) { get_into_impl(out, std::nullopt, false); }
+  /// Waits at most `timeout`; mp::Empty after it.
+  template <class Rep, class Period>
+  void get_into(T& out, std::chrono::duration<Rep, Period> timeout) {
+    get_into_impl(out, std::chrono::duration_cast<std::chrono::nanoseconds>(timeout), false);
+  }
+
   /// The number of items (approximate while others put and get, as in Python).
   std::size_t qsize() const { return shared().qsize(); }
   bool empty() const { return shared().empty(); }
@@ -140,26 +154,34 @@ class QueueBase {
   T get_impl(std::optional<std::chrono::nanoseconds> timeout, bool nowait) {
     if (closed_) throw ValueError("Queue.get: this handle is closed");
     std::optional<T> out;
-    // The item is decoded as it arrives: a large one streams through the ring straight
-    // into the value's own memory (ItemBytes), with no copy of the whole in between.
     const bool got = shared().get_pieces(
         [&](ItemBytes& item) {
-          if constexpr (bitwise_v<T>) {  // its bytes, straight from the ring
-            if (item.size() != sizeof(T)) throw SerializationError("corrupt queue item: wrong size");
-            T value;
-            item.copy_to(reinterpret_cast<std::byte*>(&value));
-            out.emplace(value);
-            return;
-          }
-          InputArchive ar(item.size(), [](void* p) { return static_cast<ItemBytes*>(p)->next(); }, &item);
           T value = make_for_load<T>();
-          load_value(ar, value);
-          if (ar.remaining() != 0) throw SerializationError("corrupt queue item: bytes left over");
+          decode(item, value);
           out.emplace(std::move(value));
         },
         deadline_after(timeout), nowait);
     if (!got) throw Empty("Queue.get: the queue is empty");
     return std::move(*out);
+  }
+
+  void get_into_impl(T& out, std::optional<std::chrono::nanoseconds> timeout, bool nowait) {
+    if (closed_) throw ValueError("Queue.get_into: this handle is closed");
+    if (!shared().get_pieces([&](ItemBytes& item) { decode(item, out); }, deadline_after(timeout), nowait))
+      throw Empty("Queue.get_into: the queue is empty");
+  }
+
+  // The item is decoded as it arrives: a large one streams through the ring straight
+  // into the value's own memory (ItemBytes), with no copy of the whole in between.
+  static void decode(ItemBytes& item, T& value) {
+    if constexpr (bitwise_v<T>) {  // its bytes, straight from the ring
+      if (item.size() != sizeof(T)) throw SerializationError("corrupt queue item: wrong size");
+      item.copy_to(reinterpret_cast<std::byte*>(&value));
+    } else {
+      InputArchive ar(item.size(), [](void* p) { return static_cast<ItemBytes*>(p)->next(); }, &item);
+      load_value(ar, value);
+      if (ar.remaining() != 0) throw SerializationError("corrupt queue item: bytes left over");
+    }
   }
 
   static std::vector<std::byte>& scratch() {
