@@ -43,6 +43,7 @@ void BiasedLock::init() {
     s.pid.store(0, std::memory_order_relaxed);
     s.tid.store(0, std::memory_order_relaxed);
     s.stamp.store(0, std::memory_order_relaxed);
+    for (auto& w : s.kept) w = 0;
   }
 }
 
@@ -155,6 +156,7 @@ void BiasedLock::maybe_grant() {
   s.pid.store(pid, std::memory_order_relaxed);
   s.tid.store(tid, std::memory_order_relaxed);
   s.stamp.store(stamp, std::memory_order_relaxed);
+  for (auto& w : s.kept) w = 0;
   ++epoch_;
   bias_.store(epoch_ << 8 | static_cast<std::uint64_t>(chosen + 1), std::memory_order_release);
 }

@@ -21,7 +21,7 @@ namespace mp::detail {
 
 namespace {
 constexpr std::uint32_t kMagic = 0x4d505155;  // "MPQU"
-constexpr std::uint32_t kVersion = 3;
+constexpr std::uint32_t kVersion = 4;
 constexpr std::size_t kHeaderBytes = 8;
 constexpr std::size_t kAborts = 64;
 constexpr auto kLookAround = std::chrono::milliseconds(50);
@@ -95,8 +95,25 @@ namespace {
 
 // ---- ring access ------------------------------------------------------------------
 
+// n bytes, the few of a small item (an int, a header) without a call to memcpy: for
+// these the call costs more than the copy.
+inline void copy_bytes(std::byte* dst, const std::byte* src, std::size_t n) {
+  if (n > 16) {
+    std::memcpy(dst, src, n);
+  } else if (n >= 8) {  // two 8-byte moves, overlapping when n < 16
+    std::uint64_t a, b;
+    std::memcpy(&a, src, 8);
+    std::memcpy(&b, src + n - 8, 8);
+    std::memcpy(dst, &a, 8);
+    std::memcpy(dst + n - 8, &b, 8);
+  } else {
+    for (std::size_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
+}
+
 void ring_write(std::byte* ring, std::uint64_t cap, std::uint64_t pos, const std::byte* src, std::size_t n) {
   const std::size_t at = pos & (cap - 1);
+  if (at + n <= cap) return copy_bytes(ring + at, src, n);
   const std::size_t first = std::min<std::size_t>(n, cap - at);
   std::memcpy(ring + at, src, first);
   if (n > first) std::memcpy(ring, src + first, n - first);
@@ -104,6 +121,7 @@ void ring_write(std::byte* ring, std::uint64_t cap, std::uint64_t pos, const std
 
 void ring_read(const std::byte* ring, std::uint64_t cap, std::uint64_t pos, std::byte* dst, std::size_t n) {
   const std::size_t at = pos & (cap - 1);
+  if (at + n <= cap) return copy_bytes(dst, ring + at, n);
   const std::size_t first = std::min<std::size_t>(n, cap - at);
   std::memcpy(dst, ring + at, first);
   if (n > first) std::memcpy(dst + first, ring, n - first);
@@ -430,9 +448,9 @@ bool ShmQueue::full() const noexcept { return q_->maxsize && qsize() >= q_->maxs
 // stores, not begin_put's five: the writer's stores queue behind the ones to the lines
 // the reader is reading.
 template <class WritePayload>
-void ShmQueue::put_whole(std::uint64_t tail, std::size_t rec, std::uint64_t length, WritePayload&& write_payload) {
+void ShmQueue::put_whole(std::uint64_t tail, std::uint64_t puts, std::size_t rec, std::uint64_t length,
+                         WritePayload&& write_payload) {
   QueueShared* q = q_;
-  const std::uint64_t puts = q->puts.load(std::memory_order_relaxed) + 1;
   q->w_mark_puts = puts;
   keep_order();
   q->w_mark_end = tail + rec;
@@ -458,23 +476,35 @@ inline bool ShmQueue::try_put_fast(std::span<const std::byte> payload) {
   if (rec > cap_) return false;
   BiasedLock::Hold hold;
   if (!q->wlock.try_lock_biased(hold)) return false;
+  // The tail and the count as this thread's last fast put left them, when nobody has put
+  // since (the same bias word; put_slow clears it). Read from the shared line instead,
+  // they would cost a cross-CPU trip per item: a consumer spinning on that line takes it
+  // over (some CPUs hand a modified line to a reader for good), and the put would fetch
+  // it back only to learn what it wrote itself.
+  std::uint64_t* kept = q->wlock.kept(hold);  // {bias word, tail, puts}
+  std::uint64_t tail = kept[1], puts = kept[2];
+  if (kept[0] != hold.bias) [[unlikely]] {
+    tail = q->tail.load(std::memory_order_relaxed);
+    puts = q->puts.load(std::memory_order_relaxed);
+  }
   // Both caches are safe under-estimates of the room (head and gets only grow): reload
   // only when they show too little.
   if (maxsize_) {
-    const std::uint64_t puts = q->puts.load(std::memory_order_relaxed);
     if (puts - gets_cache_ >= maxsize_) {
       gets_cache_ = q->gets.load(std::memory_order_acquire);
       if (puts - gets_cache_ >= maxsize_) return q->wlock.unlock(hold), false;
     }
   }
-  const std::uint64_t tail = q->tail.load(std::memory_order_relaxed);
   if (tail + rec - head_cache_ > cap_) {
     head_cache_ = q->head.load(std::memory_order_acquire);
     if (tail + rec - head_cache_ > cap_) return q->wlock.unlock(hold), false;
   }
   note_cpu(q->writer_cpu);
-  put_whole(tail, rec, payload.size(),
+  put_whole(tail, puts + 1, rec, payload.size(),
             [&](std::uint64_t at) { ring_write(ring_, cap_, at, payload.data(), payload.size()); });
+  kept[0] = hold.bias;
+  kept[1] = tail + rec;
+  kept[2] = puts + 1;
   q->wlock.unlock(hold);
   return true;
 }
@@ -533,6 +563,7 @@ bool ShmQueue::put_slow(std::span<const std::span<const std::byte>> pieces, cons
   if (!take_lock(q->wlock, hold, deadline, false, [q] { forget_dead_writer_wait(q), repair_writer(q); })) [[unlikely]]
     return false;
   Unlock unlock{q->wlock, hold};
+  if (hold.slot >= 0) q->wlock.kept(hold)[0] = 0;  // what this put does, the fast path's note does not know
   note_cpu(q->writer_cpu);
 
   // A reader that died in the middle of a streamed record stops the ring from draining:
@@ -587,7 +618,8 @@ bool ShmQueue::put_slow(std::span<const std::span<const std::byte>> pieces, cons
     if (!fits() && !wait_on(q->space_seq, q->writers_waiting, q->reader_cpu, deadline, fits,
                             [&] { check_reader(); return false; }))
       return false;
-    put_whole(tail, rec, length, [&](std::uint64_t at) { payload.to_ring(ring_, cap, at, static_cast<std::size_t>(length)); });
+    put_whole(tail, q->puts.load(std::memory_order_relaxed) + 1, rec, length,
+              [&](std::uint64_t at) { payload.to_ring(ring_, cap, at, static_cast<std::size_t>(length)); });
     return true;
   }
 
@@ -811,7 +843,7 @@ std::span<const std::byte> ItemBytes::contiguous(std::vector<std::byte>& buf) {
 std::size_t ItemBytes::copy_to(std::byte* dst) {
   std::size_t got = 0;
   for (auto piece = next(); !piece.empty(); piece = next()) {
-    std::memcpy(dst + got, piece.data(), piece.size());
+    copy_bytes(dst + got, piece.data(), piece.size());
     got += piece.size();
   }
   return got;

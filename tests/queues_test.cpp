@@ -1,6 +1,7 @@
 // tests/queues_test.cpp — Queue, SimpleQueue, JoinableQueue: the API, every start
 // method, items larger than the ring, MPMC stress with exactly-once checks, and
 // processes SIGKILLed in the middle of put and get.
+#include <atomic>
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -524,4 +525,67 @@ TEST(Queue, TravelsOverAConnection) {
   EXPECT_EQ(q.get(1s), "through the socket");
   a.send(q);
   EXPECT_THROW(b.recv<mp::Queue<int>>(), mp::SerializationError) << "a queue of another type is refused";
+}
+
+// A thread that holds the writer lock's bias keeps the tail it left in its slot and
+// skips reading the shared one (shm_queue: try_put_fast). Whatever else changes the
+// tail in between — a streamed put by the same thread, through another handle of the
+// same queue (its own ShmQueue object), or another thread's put, which revokes the
+// bias — must make the next fast put read it again: every item arrives whole, in order.
+TEST(Queue, ThePutsOfOneThreadThroughOtherHandlesAndPathsKeepEveryItem) {
+  mp::Queue<std::string> q(mp::QueueOptions{.capacity_bytes = 16 << 10});
+  auto [a, b] = mp::Pipe();
+  a.send(q);
+  auto other = b.recv<mp::Queue<std::string>>();  // attached anew: a handle of its own
+  constexpr int kItems = 3000;
+  auto item = [](int producer, int i) {
+    // Every 97th item is larger than the ring: it streams through put_slow.
+    const std::size_t n = i % 97 == 0 ? std::size_t{40} << 10 : 8 + static_cast<std::size_t>(i % 13);
+    std::string s(n, static_cast<char>('a' + i % 26));
+    return std::to_string(producer) + ":" + std::to_string(i) + ":" + s;
+  };
+  std::atomic<bool> halfway{false};  // the first half alone: the bias stays with one thread
+  std::atomic<bool> stuck{false};    // a put that found no room for 10 s (a broken ring)
+  std::thread main_producer([&, q, other]() mutable {
+    try {
+      for (int i = 0; i < kItems; ++i) {
+        ((i / 7) % 3 == 2 ? other : q).put(item(0, i), 10s);
+        if (i == kItems / 2) halfway = true;
+      }
+    } catch (const mp::Full&) {
+      stuck = true;
+    }
+    halfway = true;
+  });
+  std::thread second_producer([&, q]() mutable {
+    while (!halfway) std::this_thread::sleep_for(1ms);
+    try {
+      for (int i = 0; i < kItems / 10; ++i) {
+        q.put(item(1, i), 10s);
+        std::this_thread::sleep_for(std::chrono::microseconds(i % 5 == 0 ? 200 : 0));
+      }
+    } catch (const mp::Full&) {
+      stuck = true;
+    }
+  });
+  int next[2] = {0, 0};
+  std::string wrong;
+  try {
+    for (int n = 0; n < kItems + kItems / 10 && wrong.empty(); ++n) {
+      const std::string got = q.get(10s);
+      const int producer = got[0] - '0';
+      if ((producer != 0 && producer != 1) || got != item(producer, next[producer]))
+        wrong = "item " + std::to_string(n) + ": " + got.substr(0, 40);
+      else
+        ++next[producer];
+    }
+  } catch (const mp::Empty&) {
+    wrong = "an item never came";
+  }
+  main_producer.join();
+  second_producer.join();
+  ASSERT_EQ(wrong, "");
+  EXPECT_FALSE(stuck);
+  EXPECT_EQ(q.qsize(), 0u);
+  EXPECT_THROW(q.get_nowait(), mp::Empty);
 }

@@ -54,6 +54,11 @@ class BiasedLock {
   struct Hold {
     int slot = -1;         // >= 0: entered through the bias of this slot; -1: through m
     bool m_died = false;   // m reported its previous holder dead (m needs consistent())
+    // Entered through the bias: the bias word then, never 0. The same word at two holds
+    // of one thread means nobody else held the lock in between (anybody else revokes the
+    // bias first, and a new grant has a new epoch), so what the thread saw of the guarded
+    // state the last time is still true.
+    std::uint64_t bias = 0;
   };
 
   /// Initialises the lock in place (once, by the creator of the shared memory).
@@ -72,6 +77,12 @@ class BiasedLock {
   /// Takes the lock only if the calling thread holds its bias now (no waiting, nothing
   /// to repair): the steady user's fast path. false: nothing was taken, use lock().
   bool try_lock_biased(Hold& hold) { return try_fast(hold); }
+  /// Entered through the bias (hold.slot >= 0): words the owner thread keeps for itself
+  /// between holds, in its slot's line (which only it writes while it holds the bias, so
+  /// they cost no cross-CPU traffic). Nobody else reads or writes them; a grant zeroes
+  /// them. Their meaning is the owner's: storing hold.bias in one tells, at a later hold,
+  /// whether the others are still what this thread left under the same grant.
+  std::uint64_t* kept(const Hold& hold) { return slots_[hold.slot].kept; }
   /// After owner_died, once the protected state is repaired.
   void consistent(const Hold& hold);
   void unlock(const Hold& hold) {
@@ -92,6 +103,7 @@ class BiasedLock {
     std::atomic<std::int32_t> pid;       // 0: free
     std::atomic<std::int32_t> tid;
     std::atomic<std::uint64_t> stamp;    // self_stamp() of pid
+    std::uint64_t kept[3];               // the owner's own (kept())
   };
 
   Result lock_slow(Hold& hold, const Deadline& deadline, bool try_only);
@@ -125,6 +137,7 @@ class BiasedLock {
     }
     hold.slot = static_cast<int>(index);
     hold.m_died = false;
+    hold.bias = b;
     return true;
   }
   Result finish_revocation(Hold& hold, const Deadline& deadline, bool try_only, bool& owner_died);

@@ -172,7 +172,8 @@ class ShmQueue {
   bool try_put_fast(std::span<const std::byte> payload);
   bool put_slow(std::span<const std::span<const std::byte>> pieces, const Deadline& deadline);
   template <class WritePayload>
-  void put_whole(std::uint64_t tail, std::size_t rec, std::uint64_t length, WritePayload&& write_payload);
+  void put_whole(std::uint64_t tail, std::uint64_t puts, std::size_t rec, std::uint64_t length,
+                 WritePayload&& write_payload);
   bool try_get_fast(ConsumeFn fn, void* ctx);
   bool get_slow(ConsumeFn fn, void* ctx, const Deadline& deadline, bool try_lock_only);
 
