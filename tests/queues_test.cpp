@@ -527,25 +527,28 @@ TEST(Queue, TravelsOverAConnection) {
   EXPECT_THROW(b.recv<mp::Queue<int>>(), mp::SerializationError) << "a queue of another type is refused";
 }
 
-// A thread that holds the writer lock's bias keeps the tail it left in its slot and
-// skips reading the shared one (shm_queue: try_put_fast). Whatever else changes the
-// tail in between — a streamed put by the same thread, through another handle of the
-// same queue (its own ShmQueue object), or another thread's put, which revokes the
-// bias — must make the next fast put read it again: every item arrives whole, in order.
-TEST(Queue, ThePutsOfOneThreadThroughOtherHandlesAndPathsKeepEveryItem) {
+// A thread that holds a lock's bias keeps what it last left of the ring's state in its
+// slot and skips reading the shared word: the producer its tail and count, the consumer
+// its head and count (shm_queue: try_put_fast, try_get_fast). Whatever else moves them
+// in between — a streamed put or get by the same thread, through another handle of the
+// same queue (an object of its own), or another thread's put or get, which revokes the
+// bias — must make the next fast one read them again: every item arrives once, whole,
+// and in order per producer and consumer.
+TEST(Queue, TheSameThreadThroughOtherHandlesAndPathsKeepsEveryItem) {
   mp::Queue<std::string> q(mp::QueueOptions{.capacity_bytes = 16 << 10});
   auto [a, b] = mp::Pipe();
   a.send(q);
   auto other = b.recv<mp::Queue<std::string>>();  // attached anew: a handle of its own
-  constexpr int kItems = 3000;
+  constexpr int kItems = 3000, kSecond = kItems / 10;
   auto item = [](int producer, int i) {
-    // Every 97th item is larger than the ring: it streams through put_slow.
+    // Every 97th item is larger than the ring: it streams through put_slow and get_slow.
     const std::size_t n = i % 97 == 0 ? std::size_t{40} << 10 : 8 + static_cast<std::size_t>(i % 13);
-    std::string s(n, static_cast<char>('a' + i % 26));
-    return std::to_string(producer) + ":" + std::to_string(i) + ":" + s;
+    return std::to_string(producer) + ":" + std::to_string(i) + ":" + std::string(n, static_cast<char>('a' + i % 26));
   };
-  std::atomic<bool> halfway{false};  // the first half alone: the bias stays with one thread
-  std::atomic<bool> stuck{false};    // a put that found no room for 10 s (a broken ring)
+  // The first half with one producer and one consumer thread (each keeps its bias), then
+  // a second of each joins in.
+  std::atomic<bool> halfway{false};
+  std::atomic<bool> stuck{false};  // a put that found no room for 10 s (a broken ring)
   std::thread main_producer([&, q, other]() mutable {
     try {
       for (int i = 0; i < kItems; ++i) {
@@ -560,7 +563,7 @@ TEST(Queue, ThePutsOfOneThreadThroughOtherHandlesAndPathsKeepEveryItem) {
   std::thread second_producer([&, q]() mutable {
     while (!halfway) std::this_thread::sleep_for(1ms);
     try {
-      for (int i = 0; i < kItems / 10; ++i) {
+      for (int i = 0; i < kSecond; ++i) {
         q.put(item(1, i), 10s);
         std::this_thread::sleep_for(std::chrono::microseconds(i % 5 == 0 ? 200 : 0));
       }
@@ -568,24 +571,63 @@ TEST(Queue, ThePutsOfOneThreadThroughOtherHandlesAndPathsKeepEveryItem) {
       stuck = true;
     }
   });
-  int next[2] = {0, 0};
-  std::string wrong;
-  try {
-    for (int n = 0; n < kItems + kItems / 10 && wrong.empty(); ++n) {
-      const std::string got = q.get(10s);
-      const int producer = got[0] - '0';
-      if ((producer != 0 && producer != 1) || got != item(producer, next[producer]))
-        wrong = "item " + std::to_string(n) + ": " + got.substr(0, 40);
-      else
-        ++next[producer];
+  // What each consumer took: (producer, index) in the order taken; an item not made by
+  // item() is a failure.
+  struct Taken {
+    std::vector<std::pair<int, int>> items;
+    std::string wrong;
+  };
+  std::atomic<int> left{kItems + kSecond};
+  auto consume = [&](Taken& t, mp::Queue<std::string> h1, mp::Queue<std::string> h2, bool second) {
+    try {
+      auto progress = std::chrono::steady_clock::now();
+      for (int n = 0; left.load() > 0; ++n) {
+        if (second && !halfway) {
+          std::this_thread::sleep_for(1ms);
+          continue;
+        }
+        std::string got;
+        try {
+          got = ((n / 5) % 3 == 1 ? h2 : h1).get(50ms);  // short: the other may take the last one
+        } catch (const mp::Empty&) {
+          if (std::chrono::steady_clock::now() - progress > 10s) throw;
+          continue;
+        }
+        progress = std::chrono::steady_clock::now();
+        --left;
+        const auto c1 = got.find(':'), c2 = got.find(':', c1 + 1);
+        const int producer = std::stoi(got.substr(0, c1)), i = std::stoi(got.substr(c1 + 1, c2 - c1 - 1));
+        if (got != item(producer, i)) t.wrong = "not an item: " + got.substr(0, 40);
+        t.items.emplace_back(producer, i);
+        if (second) std::this_thread::sleep_for(std::chrono::microseconds(300));
+      }
+    } catch (const std::exception& e) {
+      t.wrong = std::string("gave up: ") + e.what();
     }
-  } catch (const mp::Empty&) {
-    wrong = "an item never came";
-  }
+  };
+  Taken first, second;
+  std::thread second_consumer([&, q, other] { consume(second, other, q, true); });
+  consume(first, q, other, false);
   main_producer.join();
   second_producer.join();
-  ASSERT_EQ(wrong, "");
+  second_consumer.join();
+  ASSERT_EQ(first.wrong, "");
+  ASSERT_EQ(second.wrong, "");
   EXPECT_FALSE(stuck);
+  std::vector<std::pair<int, int>> all;
+  for (const Taken* t : {&first, &second}) {
+    int last[2] = {-1, -1};
+    for (auto [p, i] : t->items) {
+      EXPECT_LT(last[p], i) << "out of order for one consumer: producer " << p << ", item " << i;
+      last[p] = i;
+      all.emplace_back(p, i);
+    }
+  }
+  std::sort(all.begin(), all.end());
+  std::vector<std::pair<int, int>> expected;
+  for (int i = 0; i < kItems; ++i) expected.emplace_back(0, i);
+  for (int i = 0; i < kSecond; ++i) expected.emplace_back(1, i);
+  EXPECT_EQ(all, expected) << "every item taken exactly once";
+  EXPECT_GT(second.items.size(), 0u);
   EXPECT_EQ(q.qsize(), 0u);
-  EXPECT_THROW(q.get_nowait(), mp::Empty);
 }
