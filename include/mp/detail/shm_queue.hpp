@@ -18,6 +18,13 @@
 // room (an item) right now; per item that is the lock's two plain stores, the record, the
 // counts' bookkeeping and one release store, with no call out of the function. Anything
 // else (waiting, a repair, a stream, a lock held by another) goes the general way.
+// On the fast path each side only writes the shared line it owns (the tail's, the
+// head's), never reads it: it keeps what it last wrote there in its bias slot
+// (BiasedLock::kept), valid while the bias word is unchanged — nobody else can have held
+// the lock meanwhile — and cleared by the general way. A read would cost a cross-CPU trip
+// per item whenever the other side had just looked at that line: some CPUs (AMD's here)
+// hand a modified line to the reader that asks for it, for good. A consumer also asks
+// for published records half a KiB ahead of the one it takes.
 //
 // A record no larger than the ring is published at once, when there is room for all of
 // it. A larger one streams, 256 KiB at a time: the writer publishes a piece, the reader
