@@ -31,9 +31,6 @@ constexpr auto kUnfencedSlice = std::chrono::milliseconds(1);
 // 4 MiB ring at once made bulk_transfer 2.2 GB/s, 256 KiB pieces 3.5-4.5).
 constexpr std::size_t kStreamPiece = std::size_t{256} << 10;
 
-// How far ahead of the item it takes a consumer prefetches published ones (try_get_fast).
-constexpr std::uint64_t kPrefetchAhead = 512;
-
 std::size_t round8(std::size_t n) { return (n + 7) & ~std::size_t{7}; }
 }  // namespace
 
@@ -98,25 +95,8 @@ namespace {
 
 // ---- ring access ------------------------------------------------------------------
 
-// n bytes, the few of a small item (an int, a header) without a call to memcpy: for
-// these the call costs more than the copy.
-inline void copy_bytes(std::byte* dst, const std::byte* src, std::size_t n) {
-  if (n > 16) {
-    std::memcpy(dst, src, n);
-  } else if (n >= 8) {  // two 8-byte moves, overlapping when n < 16
-    std::uint64_t a, b;
-    std::memcpy(&a, src, 8);
-    std::memcpy(&b, src + n - 8, 8);
-    std::memcpy(dst, &a, 8);
-    std::memcpy(dst + n - 8, &b, 8);
-  } else {
-    for (std::size_t i = 0; i < n; ++i) dst[i] = src[i];
-  }
-}
-
 void ring_write(std::byte* ring, std::uint64_t cap, std::uint64_t pos, const std::byte* src, std::size_t n) {
   const std::size_t at = pos & (cap - 1);
-  if (at + n <= cap) return copy_bytes(ring + at, src, n);
   const std::size_t first = std::min<std::size_t>(n, cap - at);
   std::memcpy(ring + at, src, first);
   if (n > first) std::memcpy(ring, src + first, n - first);
@@ -124,7 +104,6 @@ void ring_write(std::byte* ring, std::uint64_t cap, std::uint64_t pos, const std
 
 void ring_read(const std::byte* ring, std::uint64_t cap, std::uint64_t pos, std::byte* dst, std::size_t n) {
   const std::size_t at = pos & (cap - 1);
-  if (at + n <= cap) return copy_bytes(dst, ring + at, n);
   const std::size_t first = std::min<std::size_t>(n, cap - at);
   std::memcpy(dst, ring + at, first);
   if (n > first) std::memcpy(dst + first, ring, n - first);
@@ -711,11 +690,6 @@ inline bool ShmQueue::try_get_fast(ConsumeFn fn, void* ctx) {
     tail_cache_ = q->tail.load(std::memory_order_acquire);
     if (tail_cache_ < head + kHeaderBytes) return q->rlock.unlock(hold), false;
   }
-  // Items published further on are asked for now: their lines come from the producer's
-  // CPU while this one and the next are taken (a line at a time, each get would wait a
-  // cross-CPU trip). Only what is published: a line still being written would be
-  // fetched twice and taken from the producer mid-item.
-  if (head + kPrefetchAhead + 64 <= tail_cache_) __builtin_prefetch(ring_ + ((head + kPrefetchAhead) & (cap_ - 1)));
   const std::size_t at = (head + kHeaderBytes) & (cap_ - 1);  // a header never wraps (8-byte records)
   std::uint64_t length;
   std::memcpy(&length, ring_ + (head & (cap_ - 1)), kHeaderBytes);  // may fault its page once
@@ -866,7 +840,7 @@ std::span<const std::byte> ItemBytes::contiguous(std::vector<std::byte>& buf) {
 std::size_t ItemBytes::copy_to(std::byte* dst) {
   std::size_t got = 0;
   for (auto piece = next(); !piece.empty(); piece = next()) {
-    copy_bytes(dst + got, piece.data(), piece.size());
+    std::memcpy(dst + got, piece.data(), piece.size());
     got += piece.size();
   }
   return got;

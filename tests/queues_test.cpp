@@ -536,10 +536,13 @@ TEST(Queue, TravelsOverAConnection) {
 // and in order per producer and consumer.
 TEST(Queue, TheSameThreadThroughOtherHandlesAndPathsKeepsEveryItem) {
 #if defined(__SANITIZE_THREAD__)
-  // Threads that take the writer lock's bias from one another hand it over through the
-  // asymmetric fence (membarrier), which ThreadSanitizer cannot see: it reported the
-  // bookkeeping stores of the two puts as a race once in two runs. Open: annotate the handover.
-  GTEST_SKIP() << "the biased lock's membarrier handover is invisible to ThreadSanitizer";
+  // Open: ThreadSanitizer reports a race in ~1 run of 9 here (7 of 60): a thread's
+  // bookkeeping stores through a lock's bias (w_mark_* or r_taken_*), then another
+  // thread's under the robust mutex after revoking that bias. The handover should be
+  // ordered by the revoker's acquire load of the owner's `busy` (release) and the
+  // membarrier-backed entry check, which TSan does not model; not yet explained, so
+  // skipped under TSan only. In debug builds 150 runs in a row found every item intact.
+  GTEST_SKIP() << "open: a ThreadSanitizer report on the biased lock's handover (see the comment)";
 #endif
   mp::Queue<std::string> q(mp::QueueOptions{.capacity_bytes = 16 << 10});
   auto [a, b] = mp::Pipe();

@@ -23,8 +23,7 @@
 // (BiasedLock::kept), valid while the bias word is unchanged — nobody else can have held
 // the lock meanwhile — and cleared by the general way. A read would cost a cross-CPU trip
 // per item whenever the other side had just looked at that line: some CPUs (AMD's here)
-// hand a modified line to the reader that asks for it, for good. A consumer also asks
-// for published records half a KiB ahead of the one it takes.
+// hand a modified line to the reader that asks for it, for good.
 //
 // A record no larger than the ring is published at once, when there is room for all of
 // it. A larger one streams, 256 KiB at a time: the writer publishes a piece, the reader
