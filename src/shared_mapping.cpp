@@ -5,33 +5,76 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include <pthread.h>
+
+#include <map>
+#include <mutex>
 #include <string>
+#include <utility>
 
 #include "mp/errors.hpp"
 
 namespace mp::detail {
 
+namespace {
+
+// This process's mappings by memory file (device, inode). An entry lives as long as its
+// mapping (the mapping's descriptor keeps the inode from being reused meanwhile); the
+// mapping's destructor erases it. Never destroyed (a handle in a static may outlive any
+// other static), and built on first use (one may be created before this file's statics).
+struct Registry {
+  std::mutex mu;  // held across fork (atfork), so a child finds it free
+  std::map<std::pair<dev_t, ino_t>, std::weak_ptr<SharedMapping>> mappings;
+};
+Registry& registry() {
+  static Registry* const r = [] {
+    auto* created = new Registry;
+    ::pthread_atfork([] { registry().mu.lock(); }, [] { registry().mu.unlock(); }, [] { registry().mu.unlock(); });
+    return created;
+  }();
+  return *r;
+}
+
+}  // namespace
+
+// Maps `fd` and enters the mapping in the registry (whose lock the caller holds).
+std::shared_ptr<SharedMapping> SharedMapping::map(UniqueFd fd, std::size_t size, FileId id) {
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (p == MAP_FAILED) throw_os_error("mmap", errno);
+  std::shared_ptr<SharedMapping> mapping(new SharedMapping(std::move(fd), p, size, id));
+  registry().mappings[id] = mapping;
+  return mapping;
+}
+
 std::shared_ptr<SharedMapping> SharedMapping::create(std::size_t size, const char* name) {
   UniqueFd fd(static_cast<int>(sys("memfd_create", [&] { return ::memfd_create(name, MFD_CLOEXEC); })));
   sys("ftruncate", [&] { return ::ftruncate(fd.get(), static_cast<off_t>(size)); });
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
-  if (p == MAP_FAILED) throw_os_error("mmap", errno);
-  return std::shared_ptr<SharedMapping>(new SharedMapping(std::move(fd), p, size));
+  struct stat st {};
+  sys("fstat", [&] { return ::fstat(fd.get(), &st); });
+  std::lock_guard lock(registry().mu);
+  return map(std::move(fd), size, {st.st_dev, st.st_ino});
 }
 
 std::shared_ptr<SharedMapping> SharedMapping::attach(int fd_in) {
-  UniqueFd fd(sys("fcntl", [&] { return ::fcntl(fd_in, F_DUPFD_CLOEXEC, 0); }));
   struct stat st {};
-  sys("fstat", [&] { return ::fstat(fd.get(), &st); });
+  sys("fstat", [&] { return ::fstat(fd_in, &st); });
+  const FileId id{st.st_dev, st.st_ino};
+  Registry& reg = registry();
+  std::lock_guard lock(reg.mu);
+  if (auto it = reg.mappings.find(id); it != reg.mappings.end())
+    if (auto mapping = it->second.lock()) return mapping;
   if (st.st_size <= 0) throw SerializationError("a shared object's memory is empty or not a memory file");
-  const auto size = static_cast<std::size_t>(st.st_size);
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
-  if (p == MAP_FAILED) throw_os_error("mmap", errno);
-  return std::shared_ptr<SharedMapping>(new SharedMapping(std::move(fd), p, size));
+  UniqueFd fd(sys("fcntl", [&] { return ::fcntl(fd_in, F_DUPFD_CLOEXEC, 0); }));
+  return map(std::move(fd), static_cast<std::size_t>(st.st_size), id);
 }
 
 SharedMapping::~SharedMapping() {
   if (data_) ::munmap(data_, size_);
+  // Forgotten unless the entry already names a newer mapping of the same file (attached
+  // after our last owner let go, before we got here).
+  Registry& reg = registry();
+  std::lock_guard lock(reg.mu);
+  if (auto it = reg.mappings.find(id_); it != reg.mappings.end() && it->second.expired()) reg.mappings.erase(it);
 }
 
 void SharedMapping::save(OutputArchive& ar, const char* what) const {

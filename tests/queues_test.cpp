@@ -535,19 +535,12 @@ TEST(Queue, TravelsOverAConnection) {
 // bias — must make the next fast one read them again: every item arrives once, whole,
 // and in order per producer and consumer.
 TEST(Queue, TheSameThreadThroughOtherHandlesAndPathsKeepsEveryItem) {
-#if defined(__SANITIZE_THREAD__)
-  // Open: ThreadSanitizer reports a race in ~1 run of 9 here (7 of 60): a thread's
-  // bookkeeping stores through a lock's bias (w_mark_* or r_taken_*), then another
-  // thread's under the robust mutex after revoking that bias. The handover should be
-  // ordered by the revoker's acquire load of the owner's `busy` (release) and the
-  // membarrier-backed entry check, which TSan does not model; not yet explained, so
-  // skipped under TSan only. In debug builds 150 runs in a row found every item intact.
-  GTEST_SKIP() << "open: a ThreadSanitizer report on the biased lock's handover (see the comment)";
-#endif
   mp::Queue<std::string> q(mp::QueueOptions{.capacity_bytes = 16 << 10});
   auto [a, b] = mp::Pipe();
   a.send(q);
-  auto other = b.recv<mp::Queue<std::string>>();  // attached anew: a handle of its own
+  // A handle of its own (its own caches of the other side's position), on the same
+  // mapping: a process maps a queue's memory once (shared_mapping.hpp).
+  auto other = b.recv<mp::Queue<std::string>>();
   constexpr int kItems = 3000, kSecond = kItems / 10;
   auto item = [](int producer, int i) {
     // Every 97th item is larger than the ring: it streams through put_slow and get_slow.

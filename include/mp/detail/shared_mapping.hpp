@@ -5,10 +5,20 @@
 // /dev/shm: the kernel frees it when the last descriptor and the last mapping are gone,
 // whoever exits and however. A child gets it by inheritance (fork) or as a descriptor
 // passed along (spawn, forkserver, SCM_RIGHTS), and maps it again.
+//
+// One mapping per memory file and process: attaching a memfd this process has mapped
+// already (a queue handle sent to a thread of the same process, or back to its creator)
+// hands out the existing mapping. Besides saving an mmap and its page faults per
+// received handle, this keeps every word at one address in a process, which is what
+// ThreadSanitizer needs to see the locks' and atomics' ordering: it tracks them by
+// address, so two views of one word would be two unrelated words to it.
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstddef>
 #include <memory>
+#include <utility>
 
 #include "mp/detail/archive.hpp"
 #include "mp/detail/sys.hpp"
@@ -19,7 +29,8 @@ class SharedMapping {
  public:
   /// A new zero-filled mapping of `size` bytes. `name` shows in /proc/PID/maps.
   static std::shared_ptr<SharedMapping> create(std::size_t size, const char* name);
-  /// Maps the memfd `fd` (duplicated; the caller keeps its own).
+  /// Maps the memfd `fd` (duplicated; the caller keeps its own), or returns this
+  /// process's mapping of the same file if it has one (same device and inode).
   static std::shared_ptr<SharedMapping> attach(int fd);
 
   SharedMapping(const SharedMapping&) = delete;
@@ -37,10 +48,14 @@ class SharedMapping {
   static std::shared_ptr<SharedMapping> load(InputArchive& ar);
 
  private:
-  SharedMapping(UniqueFd fd, void* data, std::size_t size) : fd_(std::move(fd)), data_(data), size_(size) {}
+  using FileId = std::pair<dev_t, ino_t>;  // names the memory file within the system
+  static std::shared_ptr<SharedMapping> map(UniqueFd fd, std::size_t size, FileId id);
+  SharedMapping(UniqueFd fd, void* data, std::size_t size, FileId id)
+      : fd_(std::move(fd)), data_(data), size_(size), id_(id) {}
   UniqueFd fd_;
   void* data_;
   std::size_t size_;
+  FileId id_;
 };
 
 }  // namespace mp::detail
