@@ -271,6 +271,40 @@ TEST(Queue, GetIntoFillsTheCallersValueInPlace) {
   EXPECT_THROW(strings.get_into(s), mp::ValueError);
 }
 
+// A plain struct travels as its bytes: whole (one move) when it fits in the ring, in
+// pieces when it is larger (copied piece by piece into the value), and the two kinds
+// interleave.
+TEST(Queue, BitwiseItemsSmallerAndLargerThanTheRingArriveIntact) {
+  struct Block {
+    std::uint64_t words[4096];  // 32 KiB: twice the ring below
+  };
+  struct Pair {
+    std::int32_t a;
+    double b;
+  };
+  mp::Queue<Block> blocks(mp::QueueOptions{.capacity_bytes = 16 << 10});
+  mp::Queue<Pair> pairs(mp::QueueOptions{.capacity_bytes = 16 << 10});
+  std::thread producer([blocks, pairs]() mutable {
+    auto block = std::make_unique<Block>();
+    for (std::uint64_t i = 0; i < 20; ++i) {
+      for (std::uint64_t w = 0; w < 4096; ++w) block->words[w] = i * 10'000 + w;
+      blocks.put(*block);
+      pairs.put(Pair{static_cast<std::int32_t>(i), static_cast<double>(i) / 4});
+    }
+  });
+  auto block = std::make_unique<Block>();
+  for (std::uint64_t i = 0; i < 20; ++i) {
+    blocks.get_into(*block);
+    std::uint64_t wrong = 0;
+    for (std::uint64_t w = 0; w < 4096; ++w) wrong += block->words[w] != i * 10'000 + w;
+    EXPECT_EQ(wrong, 0u) << "block " << i;
+    const Pair p = pairs.get();
+    EXPECT_EQ(p.a, static_cast<std::int32_t>(i));
+    EXPECT_EQ(p.b, static_cast<double>(i) / 4);
+  }
+  producer.join();
+}
+
 TEST(Queue, SmallAndLargeItemsInterleave) {
   mp::Queue<std::string> q(mp::QueueOptions{.capacity_bytes = 8192});
   std::thread producer([q]() mutable {

@@ -40,6 +40,7 @@
 #include <chrono>
 #include <cstring>
 #include <cstddef>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <span>
@@ -176,7 +177,10 @@ class QueueBase {
   static void decode(ItemBytes& item, T& value) {
     if constexpr (bitwise_v<T>) {  // its bytes, straight from the ring
       if (item.size() != sizeof(T)) throw SerializationError("corrupt queue item: wrong size");
-      item.copy_to(reinterpret_cast<std::byte*>(&value));
+      if (const auto bytes = item.whole(); bytes.size() == sizeof(T)) [[likely]]
+        std::memcpy(static_cast<void*>(&value), bytes.data(), sizeof(T));  // inline: one move for a word
+      else
+        item.copy_to(reinterpret_cast<std::byte*>(&value));
     } else {
       InputArchive ar(item.size(), [](void* p) { return static_cast<ItemBytes*>(p)->next(); }, &item);
       load_value(ar, value);

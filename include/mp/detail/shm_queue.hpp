@@ -96,6 +96,9 @@ class ItemBytes {
     if (pull_) return pull_(ctx_);
     return std::exchange(piece_, {});
   }
+  /// An item published whole: all its bytes, not taken yet (empty otherwise: a streamed
+  /// item, or once next() gave them). Inline, for decoders of fixed-size items.
+  std::span<const std::byte> whole() const noexcept { return pull_ ? std::span<const std::byte>{} : piece_; }
   /// All of it in one span: the piece itself if it is whole, else gathered into `buf`.
   std::span<const std::byte> contiguous(std::vector<std::byte>& buf);
   /// Copies all of it (the pieces not taken yet) to `dst`, which holds size() bytes;
