@@ -340,3 +340,31 @@ TEST(Connection, WritingToAClosedPeerRaisesInsteadOfSigpipe) {
   EXPECT_THROW({ a.send_bytes("x"); a.send_bytes("y"); }, mp::EOFError);
   EXPECT_THROW({ a.send(1); a.send(2); }, mp::EOFError);
 }
+
+// A reader over a Unix socket retries without sleeping for a moment before it sleeps in
+// the kernel (connection.cpp: kRecvSpin). Whether the message comes at once, within that
+// moment or long after it, it arrives whole, with its descriptors, and an end closed
+// while the reader waits is EOF.
+TEST(Connection, AReaderGetsMessagesAndDescriptorsWhenEverTheyCome) {
+  auto [a, b] = mp::Pipe();
+  for (std::chrono::microseconds delay : {0us, 20us, 30'000us}) {
+    mp::Queue<int> q;
+    q.put(static_cast<int>(delay.count()));
+    std::thread sender([&a, &q, delay] {
+      std::this_thread::sleep_for(delay);
+      a.send(q);
+      a.send_bytes("after");
+    });
+    auto received = b.recv<mp::Queue<int>>();
+    EXPECT_EQ(received.get(1s), static_cast<int>(delay.count())) << "the descriptor came with the message";
+    auto after = b.recv_bytes();
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(after.data()), after.size()), "after");
+    sender.join();
+  }
+  std::thread closer([&a] {
+    std::this_thread::sleep_for(30ms);
+    a.close();
+  });
+  EXPECT_THROW(b.recv<int>(), mp::EOFError);
+  closer.join();
+}

@@ -31,6 +31,11 @@
 //
 // Thread-safety: one thread sends and one thread receives at a time (as in Python).
 // No call blocks forever because the peer died: its death is EOF.
+//
+// Waiting: a receive over a Unix socket (Pipe(), a Unix-address Listener) whose message
+// has not arrived yet tries again for up to 50 us, yielding the CPU between tries, before
+// it sleeps in the kernel: a local peer's answer then costs no wake-up (a round trip
+// ~2.5x faster than over a plain pipe here), and a peer on the same CPU runs meanwhile.
 #pragma once
 
 #include <chrono>
