@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <string>
@@ -18,13 +19,17 @@ namespace mp::detail {
 
 namespace {
 
-// This process's mappings by memory file (device, inode). An entry lives as long as its
-// mapping (the mapping's descriptor keeps the inode from being reused meanwhile); the
-// mapping's destructor erases it. Never destroyed (a handle in a static may outlive any
-// other static), and built on first use (one may be created before this file's statics).
+// This process's mappings by memory file (device, inode), as weak entries: an entry whose
+// mapping is gone is only dead weight (the file's inode may even be reused: a lookup that
+// finds the entry expired maps anew), swept out whenever the map has doubled. A mapping's
+// destructor never takes the lock: it could run with the lock held (a mapping that fails
+// to enter the map), and a recursive mutex cannot be handed to a fork child.
+// Never destroyed (a handle in a static may outlive any other static), and built on first
+// use (one may be created before this file's statics).
 struct Registry {
   std::mutex mu;  // held across fork (atfork), so a child finds it free
   std::map<std::pair<dev_t, ino_t>, std::weak_ptr<SharedMapping>> mappings;
+  std::size_t sweep_at = 64;
 };
 Registry& registry() {
   static Registry* const r = [] {
@@ -41,8 +46,13 @@ Registry& registry() {
 std::shared_ptr<SharedMapping> SharedMapping::map(UniqueFd fd, std::size_t size, FileId id) {
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
   if (p == MAP_FAILED) throw_os_error("mmap", errno);
-  std::shared_ptr<SharedMapping> mapping(new SharedMapping(std::move(fd), p, size, id));
-  registry().mappings[id] = mapping;
+  std::shared_ptr<SharedMapping> mapping(new SharedMapping(std::move(fd), p, size));
+  Registry& reg = registry();
+  if (reg.mappings.size() >= reg.sweep_at) {
+    std::erase_if(reg.mappings, [](const auto& entry) { return entry.second.expired(); });
+    reg.sweep_at = std::max<std::size_t>(64, 2 * reg.mappings.size());
+  }
+  reg.mappings[id] = mapping;
   return mapping;
 }
 
@@ -70,11 +80,6 @@ std::shared_ptr<SharedMapping> SharedMapping::attach(int fd_in) {
 
 SharedMapping::~SharedMapping() {
   if (data_) ::munmap(data_, size_);
-  // Forgotten unless the entry already names a newer mapping of the same file (attached
-  // after our last owner let go, before we got here).
-  Registry& reg = registry();
-  std::lock_guard lock(reg.mu);
-  if (auto it = reg.mappings.find(id_); it != reg.mappings.end() && it->second.expired()) reg.mappings.erase(it);
 }
 
 void SharedMapping::save(OutputArchive& ar, const char* what) const {

@@ -50,12 +50,11 @@ class SharedMapping {
  private:
   using FileId = std::pair<dev_t, ino_t>;  // names the memory file within the system
   static std::shared_ptr<SharedMapping> map(UniqueFd fd, std::size_t size, FileId id);
-  SharedMapping(UniqueFd fd, void* data, std::size_t size, FileId id)
-      : fd_(std::move(fd)), data_(data), size_(size), id_(id) {}
+  SharedMapping(UniqueFd fd, void* data, std::size_t size)
+      : fd_(std::move(fd)), data_(data), size_(size) {}
   UniqueFd fd_;
   void* data_;
   std::size_t size_;
-  FileId id_;
 };
 
 }  // namespace mp::detail
