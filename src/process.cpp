@@ -123,7 +123,26 @@ void flush_stdio() noexcept {
   if (::__fpending(stderr)) std::fflush(stderr);
 }
 
+namespace {
+std::atomic<void (*)()> g_child_exit_hooks[4];
+}  // namespace
+
+void add_child_exit_hook(void (*hook)()) noexcept {
+  for (auto& slot : g_child_exit_hooks) {
+    void (*expected)() = nullptr;
+    if (slot.load() == hook || slot.compare_exchange_strong(expected, hook)) return;
+  }
+}
+
 [[noreturn]] void exit_child(int code) {
+  for (auto& slot : g_child_exit_hooks) {
+    if (auto hook = slot.load()) {
+      try {
+        hook();
+      } catch (...) {
+      }
+    }
+  }
   flush_stdio();
   try {
     join_children_at_exit();

@@ -55,6 +55,11 @@ struct ChildOrigin {
 /// Flushes stdio, joins this process's own children, and _exits with `code`.
 [[noreturn]] void exit_child(int code);
 
+/// Runs `hook` in a child process when its target has ended, before it exits (Python's
+/// util._exit_function runs its finalizers there): managers give back the references
+/// the child holds. At most a few hooks; each is added once.
+void add_child_exit_hook(void (*hook)()) noexcept;
+
 /// The serialized description of `p` for a spawn/forkserver child; descriptors that
 /// must travel with it are appended to `fds`. Throws mp::ValueError when `p` cannot
 /// cross (unregistered subclass, unshippable target).

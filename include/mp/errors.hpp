@@ -99,6 +99,24 @@ class FileNotFoundError : public Error {
   using Error::Error;
 };
 
+/// A key that is not there (a manager dict's get, pop or erase), as Python's KeyError.
+class KeyError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// An index outside a sequence (a manager list's or array's), as Python's IndexError.
+class IndexError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A name a manager Namespace does not hold, as Python's AttributeError.
+class AttributeError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// A value could not cross a process boundary: a type mismatch, a truncated or corrupt
 /// message, or a value that is not serializable.
 class SerializationError : public Error {

@@ -18,6 +18,7 @@
 #include "mp/errors.hpp"
 #include "mp/futures.hpp"
 #include "mp/listener.hpp"
+#include "mp/managers.hpp"
 #include "mp/os.hpp"
 #include "mp/pool.hpp"
 #include "mp/process.hpp"

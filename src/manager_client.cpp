@@ -1,0 +1,194 @@
+// src/manager_client.cpp — the client's side of a manager: this thread's connection to
+// each server, requests and replies, and the references proxies hold.
+#include <pthread.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <string_view>
+#include <unordered_set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mp/detail/manager_core.hpp"
+#include "process_internal.hpp"
+
+namespace mp::detail {
+namespace {
+
+struct CachedConnection {
+  std::string key;
+  Connection conn;
+};
+
+// This thread's connections, one per manager. A fork child inherits its forking thread's
+// cache: those descriptors are shared with the parent and must not carry the child's
+// requests, so a cache from another pid is dropped (closing the child's copies only).
+struct ConnectionCache {
+  pid_t pid = 0;
+  std::vector<CachedConnection> entries;
+  ~ConnectionCache();
+};
+thread_local ConnectionCache t_cache;
+// Set when t_cache is destroyed (thread exit): a proxy destroyed later on this thread (a
+// static) then uses a connection of its own. Trivially destructible, so always valid.
+thread_local bool t_cache_gone = false;
+
+ConnectionCache::~ConnectionCache() { t_cache_gone = true; }
+
+Connection connect_to(const ManagerEndpoint& ep) {
+  connection::ClientOptions options;
+  if (!ep.authkey.empty()) options.authkey = ep.authkey;
+  return connection::Client(ep.address, options);
+}
+
+// The reply of a request sent on `conn`: the payload after an ok status, or the error.
+std::vector<std::byte> exchange(Connection& conn, std::span<const std::byte> request) {
+  conn.send_bytes(request);
+  return conn.recv_bytes();
+}
+
+[[noreturn]] void throw_reply_error(InputArchive& in) {
+  auto [type, message, traceback] = read_args<std::string, std::string, std::string>(in);
+  // The errors a caller expects by name come back as themselves.
+  if (type == "mp::Empty") throw Empty(message);
+  if (type == "mp::Full") throw Full(message);
+  if (type == "mp::KeyError") throw KeyError(message);
+  if (type == "mp::IndexError") throw IndexError(message);
+  if (type == "mp::AttributeError") throw AttributeError(message);
+  if (type == "mp::ValueError") throw ValueError(message);
+  if (type == "mp::TimeoutError") throw TimeoutError(message);
+  if (type == "mp::BrokenBarrierError") throw BrokenBarrierError(message);
+  if (type == "mp::SerializationError") throw SerializationError(message);
+  throw RemoteError(std::move(type), message, std::move(traceback));
+}
+
+std::vector<std::byte> checked_payload(std::vector<std::byte> reply) {
+  if (reply.empty()) throw SerializationError("corrupt reply from a manager: empty");
+  static constexpr std::string_view kChallenge = "#CHALLENGE#";
+  if (reply.size() >= kChallenge.size() && std::memcmp(reply.data(), kChallenge.data(), kChallenge.size()) == 0) {
+    throw AuthenticationError("the manager asks for an authkey, and none was given");
+  }
+  const auto status = static_cast<ReplyStatus>(reply[0]);
+  if (status == ReplyStatus::error) {
+    InputArchive in(std::span<const std::byte>(reply).subspan(1));
+    throw_reply_error(in);
+  }
+  if (status != ReplyStatus::ok) throw SerializationError("corrupt reply from a manager: unknown status");
+  reply.erase(reply.begin());
+  return reply;
+}
+
+}  // namespace
+
+std::vector<std::byte> manager_request(const ManagerEndpoint& ep, std::span<const std::byte> request) {
+  if (ep.shut_down.load(std::memory_order_acquire)) {
+    throw ValueError("the manager at " + ep.address.to_string() + " has been shut down");
+  }
+  if (t_cache_gone) {  // this thread is ending: a connection for this request alone
+    Connection conn = connect_to(ep);
+    return checked_payload(exchange(conn, request));
+  }
+  ConnectionCache& cache = t_cache;
+  if (cache.pid != ::getpid()) {
+    cache.entries.clear();
+    cache.pid = ::getpid();
+  }
+  std::size_t i = 0;
+  while (i < cache.entries.size() && cache.entries[i].key != ep.key) ++i;
+  if (i == cache.entries.size()) cache.entries.push_back({ep.key, connect_to(ep)});
+  std::vector<std::byte> reply;
+  try {
+    reply = exchange(cache.entries[i].conn, request);
+  } catch (const Error&) {
+    // Half a request or half a reply may be in flight: this connection is done.
+    cache.entries.erase(cache.entries.begin() + static_cast<std::ptrdiff_t>(i));
+    try {
+      throw;
+    } catch (const EOFError&) {
+      throw EOFError("the manager at " + ep.address.to_string() + " went away during the call (did its process die?)");
+    }
+  }
+  return checked_payload(std::move(reply));
+}
+
+namespace {
+
+void send_ref_op(const ManagerEndpoint& ep, ManagerOp op, std::uint64_t id) {
+  std::byte request[1 + sizeof id];
+  request[0] = static_cast<std::byte>(op);
+  std::memcpy(request + 1, &id, sizeof id);
+  manager_request(ep, request);
+}
+
+// Every live ProxyRef of this process, so that a child gives back the references it
+// holds when its target ends (its objects are not destroyed: it _exits). The lock is
+// held across fork, so a child never inherits it locked; never destroyed (statics may
+// hold proxies).
+struct LiveRefs {
+  std::mutex mu;
+  std::unordered_set<ProxyRef*> refs;
+};
+LiveRefs& live_refs() {
+  static LiveRefs* live = [] {
+    auto* l = new LiveRefs;
+    ::pthread_atfork([] { live_refs().mu.lock(); }, [] { live_refs().mu.unlock(); }, [] { live_refs().mu.unlock(); });
+    add_child_exit_hook(&ProxyRef::release_all_at_exit);
+    return l;
+  }();
+  return *live;
+}
+
+}  // namespace
+
+ProxyRef::ProxyRef(std::shared_ptr<ManagerEndpoint> ep, std::uint64_t id, std::uint64_t interface_tag) noexcept
+    : ep_(std::move(ep)), id_(id), tag_(interface_tag), owner_(::getpid()) {
+  LiveRefs& live = live_refs();
+  std::lock_guard g(live.mu);
+  try {
+    live.refs.insert(this);
+  } catch (...) {
+    // Out of memory: this reference is then given back by its destructor only.
+  }
+}
+
+ProxyRef::~ProxyRef() {
+  {
+    LiveRefs& live = live_refs();
+    std::lock_guard g(live.mu);
+    live.refs.erase(this);
+  }
+  give_back();
+}
+
+void ProxyRef::give_back() noexcept {
+  if (owner_.exchange(0, std::memory_order_relaxed) != ::getpid() || ep_->shut_down.load(std::memory_order_acquire)) return;
+  try {
+    send_ref_op(*ep_, ManagerOp::decref, id_);
+  } catch (...) {
+    // The server is gone or unreachable: its objects went with it.
+  }
+}
+
+void ProxyRef::release_all_at_exit() {
+  LiveRefs& live = live_refs();
+  std::lock_guard g(live.mu);  // held throughout: no other thread's ProxyRef can go meanwhile
+  for (ProxyRef* r : live.refs) r->give_back();
+}
+
+void ProxyRef::claim_for_this_process() const {
+  const pid_t me = ::getpid();
+  pid_t seen = owner_.load(std::memory_order_relaxed);
+  if (seen == me) [[likely]] return;
+  send_ref_op(*ep_, ManagerOp::incref, id_);
+  // Two threads of a fork child may claim at once: one reference is kept, the other given back.
+  if (!owner_.compare_exchange_strong(seen, me, std::memory_order_relaxed)) send_ref_op(*ep_, ManagerOp::decref, id_);
+}
+
+void ProxyRef::incref_for_transfer() const {
+  claim_for_this_process();
+  send_ref_op(*ep_, ManagerOp::incref, id_);
+}
+
+}  // namespace mp::detail
