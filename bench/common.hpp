@@ -453,6 +453,7 @@ Workload queue_throughput_workload();
 Workload bulk_transfer_workload();
 Workload pool_map_trivial_workload();
 Workload pool_apply_async_workload();
+Workload manager_dict_ops_workload();
 Workload shared_value_locked_incr_workload();
 
 }  // namespace bench

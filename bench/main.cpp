@@ -38,8 +38,8 @@ std::vector<bench::Workload> workloads() {
   return {bench::pingpong_small_workload(),     bench::queue_throughput_workload(),
           bench::bulk_transfer_workload(),      bench::pool_map_trivial_workload(),
           bench::pool_apply_async_workload(),   bench::process_start_join_workload(),
-          bench::shared_value_locked_incr_workload(), bench::fib_speedup_workload(),
-          bench::worker_memory_workload()};
+          bench::manager_dict_ops_workload(),   bench::shared_value_locked_incr_workload(),
+          bench::fib_speedup_workload(),        bench::worker_memory_workload()};
 }
 
 // The watchdog's line, made before the impl starts (the handler only write()s it).
