@@ -1,5 +1,6 @@
 // src/manager_client.cpp — the client's side of a manager: this thread's connection to
 // each server, requests and replies, and the references proxies hold.
+#include <poll.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -80,7 +81,22 @@ std::vector<std::byte> checked_payload(std::vector<std::byte> reply) {
   return reply;
 }
 
+// Drops the connections whose server has closed them (a manager shut down or gone): a
+// thread that outlives many managers keeps no descriptor for the dead ones.
+void drop_closed(ConnectionCache& cache) {
+  std::erase_if(cache.entries, [](CachedConnection& e) {
+    // An idle connection has nothing to read: anything readable is EOF (or garbage).
+    pollfd p{e.conn.fileno(), POLLIN | POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) != 0;
+  });
+}
+
 }  // namespace
+
+void forget_manager_connection(const ManagerEndpoint& ep) noexcept {
+  if (t_cache_gone || t_cache.pid != ::getpid()) return;
+  std::erase_if(t_cache.entries, [&](const CachedConnection& e) { return e.key == ep.key; });
+}
 
 std::vector<std::byte> manager_request(const ManagerEndpoint& ep, std::span<const std::byte> request) {
   if (ep.shut_down.load(std::memory_order_acquire)) {
@@ -97,7 +113,11 @@ std::vector<std::byte> manager_request(const ManagerEndpoint& ep, std::span<cons
   }
   std::size_t i = 0;
   while (i < cache.entries.size() && cache.entries[i].key != ep.key) ++i;
-  if (i == cache.entries.size()) cache.entries.push_back({ep.key, connect_to(ep)});
+  if (i == cache.entries.size()) {
+    drop_closed(cache);  // rare (once per manager and thread): the moment to tidy up
+    i = cache.entries.size();
+    cache.entries.push_back({ep.key, connect_to(ep)});
+  }
   std::vector<std::byte> reply;
   try {
     reply = exchange(cache.entries[i].conn, request);

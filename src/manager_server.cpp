@@ -289,7 +289,9 @@ Server::Server(connection::Address address, std::optional<std::string> authkey)
     : s_(std::make_shared<State>(std::move(address), std::move(authkey))) {}
 
 Server::~Server() {
-  if (s_) shutdown();
+  if (!s_) return;
+  shutdown();
+  while (s_->serving.load(std::memory_order_acquire)) std::this_thread::sleep_for(std::chrono::milliseconds(5));
 }
 
 Server::Server(Server&&) noexcept = default;
@@ -305,7 +307,9 @@ void Server::register_servant(std::string name, std::shared_ptr<detail::Servant>
   }
 }
 
-void Server::shutdown() noexcept { s_->stopping.store(true, std::memory_order_release); }
+void Server::shutdown() noexcept {
+  if (s_) s_->stopping.store(true, std::memory_order_release);
+}
 
 void Server::serve_forever() {
   State& s = *s_;

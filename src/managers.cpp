@@ -80,9 +80,10 @@ std::optional<pid_t> BaseManager::pid() const { return process_ ? process_->pid(
 Server& BaseManager::get_server() {
   if (server_) return *server_;
   if (ep_) throw ValueError("this manager is already started or connected");
+  if (!options_.authkey) options_.authkey = detail::random_authkey();
   auto server = std::make_unique<Server>(options_.address, options_.authkey);
   for (const auto& r : registrations_) server->register_servant(r.name, r.make());
-  ep_ = std::make_shared<detail::ManagerEndpoint>(server->address(), options_.authkey.value_or(""));
+  ep_ = std::make_shared<detail::ManagerEndpoint>(server->address(), *options_.authkey);
   server_ = std::move(server);
   return *server_;
 }
@@ -160,6 +161,7 @@ void BaseManager::shutdown() {
     // Our own server process is unreachable (it died?): it is ended below anyway.
   }
   ep_->shut_down.store(true, std::memory_order_release);
+  detail::forget_manager_connection(*ep_);
   if (process_) {
     if (!process_->join(options_.shutdown_timeout)) {
       process_->terminate();

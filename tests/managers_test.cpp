@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <mp/managers.hpp>
 #include <mp/mp.hpp>
@@ -275,6 +276,26 @@ TEST_F(ManagerTest, AfterShutdownProxiesRaiseAndNothingIsLeft) {
   manager.shutdown();  // idempotent
 }
 
+std::size_t open_descriptors() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+TEST_F(ManagerTest, AThreadKeepsNoConnectionToManagersThatAreGone) {
+  { mp::Manager warm_up; warm_up.dict<int, int>().set(1, 1); }
+  const std::size_t before = open_descriptors();
+  for (int i = 0; i < 20; ++i) {
+    mp::Manager manager;
+    auto d = manager.dict<int, int>();
+    d.set(i, i);
+    mp::Manager other;  // shut down by its destructor, never told by this thread
+    other.list<int>().append(i);
+  }
+  { mp::Manager last; last.dict<int, int>().set(1, 1); }  // a new connection tidies up
+  EXPECT_LE(open_descriptors(), before + 2);
+}
+
 TEST_F(ManagerTest, AKilledManagerMakesCallsRaiseNotHang) {
   mp::Manager manager;
   auto q = manager.Queue<int>();
@@ -416,15 +437,14 @@ TEST_F(RemoteManagerTest, AClientReachesNamedObjectsWithTheKey) {
 }
 
 TEST_F(RemoteManagerTest, GarbageAndSilentPeersDoNotHurtTheServer) {
-  mp::BaseManager server({.address = {"127.0.0.1", 0}});  // no key: frames reach the decoder
+  mp::BaseManager server({.address = {"127.0.0.1", 0}, .authkey = "k"});
   server.register_object("d", std::map<int, int>{{1, 2}});
   mp::Server& s = server.get_server();
   std::thread serving([&s] { s.serve_forever(); });
-  const auto* tcp = server.address().as_tcp();
-  ASSERT_NE(tcp, nullptr);
 
+  // An authenticated peer that sends frames which are not requests.
   auto raw = [&](std::span<const std::byte> frame) {
-    mp::Connection c = mp::connection::Client(server.address());
+    mp::Connection c = mp::connection::Client(server.address(), {.authkey = "k"});
     c.send_bytes(frame);
     try {
       return c.recv_bytes();
@@ -441,8 +461,8 @@ TEST_F(RemoteManagerTest, GarbageAndSilentPeersDoNotHurtTheServer) {
     EXPECT_EQ(reply[0], std::byte{1});  // an error reply
   }
   {
-    mp::Connection c = mp::connection::Client(server.address());  // connects and says nothing
-    mp::BaseManager client({.address = server.address()});
+    mp::Connection c = mp::connection::Client(server.address(), {.authkey = "k"});  // says nothing
+    mp::BaseManager client({.address = server.address(), .authkey = "k"});
     client.connect();
     EXPECT_EQ((client.get<mp::DictProxy<int, int>>("d").get(1)), 2);
   }

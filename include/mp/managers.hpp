@@ -543,6 +543,7 @@ class Server {
   Server(Server&&) noexcept;
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
+  /// Stops a serve_forever() running in another thread and waits until it has returned.
   ~Server();
 
   /// Serves clients, each on a thread of its own, until shutdown() — from another
@@ -567,8 +568,8 @@ struct ManagerOptions {
   /// Where the server listens: {host, port} for TCP, a path or "@name" for a Unix
   /// socket. The default: an arbitrary abstract Unix name (this machine only).
   connection::Address address{};
-  /// The key clients must prove they hold. start() makes a random one when unset;
-  /// get_server() and connect() use none when unset.
+  /// The key clients must prove they hold. start() and get_server() make a random one
+  /// when unset (authkey() tells it); connect() then offers none.
   std::optional<std::string> authkey{};
   /// How start() starts the server process (unset: the program's start method).
   std::optional<StartMethod> start_method{};

@@ -69,6 +69,9 @@ struct ManagerEndpoint {
 /// mp::AuthenticationError on a wrong key, mp::ValueError if `ep` was shut down.
 std::vector<std::byte> manager_request(const ManagerEndpoint& ep, std::span<const std::byte> request);
 
+/// Closes this thread's connection to the server at `ep`, if it has one (after a shutdown).
+void forget_manager_connection(const ManagerEndpoint& ep) noexcept;
+
 /// One reference to an object in a manager's server. Every copy of a proxy handle in a
 /// process shares one ProxyRef; the last one to go gives the reference back.
 class ProxyRef {
