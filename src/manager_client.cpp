@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <string_view>
 #include <unordered_set>
 #include <string>
@@ -18,9 +19,15 @@
 namespace mp::detail {
 namespace {
 
+struct Channel {
+  ChannelQueue requests;
+  ChannelQueue replies;
+};
+
 struct CachedConnection {
   std::string key;
   Connection conn;
+  std::optional<Channel> channel;  // over a Unix socket: requests and replies go here
 };
 
 // This thread's connections, one per manager. A fork child inherits its forking thread's
@@ -48,6 +55,35 @@ Connection connect_to(const ManagerEndpoint& ep) {
 std::vector<std::byte> exchange(Connection& conn, std::span<const std::byte> request) {
   conn.send_bytes(request);
   return conn.recv_bytes();
+}
+
+// A connection to `ep`; over a Unix socket, with its channel.
+CachedConnection open_connection(const ManagerEndpoint& ep) {
+  CachedConnection c{ep.key, connect_to(ep), std::nullopt};
+  if (ep.address.is_unix()) {
+    const std::byte ask[1] = {static_cast<std::byte>(ManagerOp::channel)};
+    c.conn.send_bytes(ask);
+    auto [requests, replies] = c.conn.recv<std::pair<ChannelQueue, ChannelQueue>>();
+    c.channel.emplace(Channel{std::move(requests), std::move(replies)});
+  }
+  return c;
+}
+
+// True when the server has closed the connection, or it is unusable.
+bool hung_up(Connection& conn) {
+  if (conn.closed()) return true;
+  pollfd p{conn.fileno(), POLLIN | POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) != 0;  // an idle socket has nothing to read: anything is EOF or garbage
+}
+
+std::vector<std::byte> exchange(CachedConnection& c, std::span<const std::byte> request) {
+  if (!c.channel) return exchange(c.conn, request);
+  channel_send(c.channel->requests, c.conn, request);
+  std::vector<std::byte> reply;
+  while (!channel_receive(c.channel->replies, c.conn, reply)) {
+    if (peer_closed(c.conn)) throw EOFError("the manager closed the connection");
+  }
+  return reply;
 }
 
 [[noreturn]] void throw_reply_error(InputArchive& in) {
@@ -84,14 +120,37 @@ std::vector<std::byte> checked_payload(std::vector<std::byte> reply) {
 // Drops the connections whose server has closed them (a manager shut down or gone): a
 // thread that outlives many managers keeps no descriptor for the dead ones.
 void drop_closed(ConnectionCache& cache) {
-  std::erase_if(cache.entries, [](CachedConnection& e) {
-    // An idle connection has nothing to read: anything readable is EOF (or garbage).
-    pollfd p{e.conn.fileno(), POLLIN | POLLRDHUP, 0};
-    return ::poll(&p, 1, 0) != 0;
-  });
+  std::erase_if(cache.entries, [](CachedConnection& e) { return hung_up(e.conn); });
 }
 
 }  // namespace
+
+void channel_send(ChannelQueue& q, Connection& conn, std::span<const std::byte> message) {
+  if (message.size() >= kChannelMaxInline) {
+    // The marker first: the reader then reads the socket while the bytes are written
+    // (the other order would wedge on a message larger than the socket's buffer).
+    q.put(std::vector<std::byte>{});
+    conn.send_bytes(message);
+    return;
+  }
+  q.put(std::vector<std::byte>(message.begin(), message.end()));
+}
+
+bool channel_receive(ChannelQueue& q, Connection& conn, std::vector<std::byte>& out) {
+  try {
+    q.get_into(out, kWaitSlice);
+  } catch (const Empty&) {
+    return false;
+  }
+  if (out.empty()) out = conn.recv_bytes();  // the marker: the message is on the socket
+  return true;
+}
+
+bool peer_closed(const Connection& conn) {
+  if (conn.closed()) return true;
+  pollfd p{conn.fileno(), POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) != 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
 
 void forget_manager_connection(const ManagerEndpoint& ep) noexcept {
   if (t_cache_gone || t_cache.pid != ::getpid()) return;
@@ -103,8 +162,8 @@ std::vector<std::byte> manager_request(const ManagerEndpoint& ep, std::span<cons
     throw ValueError("the manager at " + ep.address.to_string() + " has been shut down");
   }
   if (t_cache_gone) {  // this thread is ending: a connection for this request alone
-    Connection conn = connect_to(ep);
-    return checked_payload(exchange(conn, request));
+    CachedConnection c = open_connection(ep);
+    return checked_payload(exchange(c, request));
   }
   ConnectionCache& cache = t_cache;
   if (cache.pid != ::getpid()) {
@@ -116,11 +175,11 @@ std::vector<std::byte> manager_request(const ManagerEndpoint& ep, std::span<cons
   if (i == cache.entries.size()) {
     drop_closed(cache);  // rare (once per manager and thread): the moment to tidy up
     i = cache.entries.size();
-    cache.entries.push_back({ep.key, connect_to(ep)});
+    cache.entries.push_back(open_connection(ep));
   }
   std::vector<std::byte> reply;
   try {
-    reply = exchange(cache.entries[i].conn, request);
+    reply = exchange(cache.entries[i], request);
   } catch (const Error&) {
     // Half a request or half a reply may be in flight: this connection is done.
     cache.entries.erase(cache.entries.begin() + static_cast<std::ptrdiff_t>(i));

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <list>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -245,20 +246,49 @@ bool serve_request(Server::State& s, std::span<const std::byte> request, std::ve
     case ManagerOp::shutdown:
       detail::read_args<std::uint8_t>(in);
       return true;
+    case ManagerOp::channel:
+      throw ValueError("a channel is asked for once, over a Unix socket");
   }
   throw SerializationError("corrupt request: unknown operation " + std::to_string(static_cast<int>(op)));
 }
 
+// The queues of a client that asked for a channel.
+struct Channel {
+  detail::ChannelQueue requests{QueueOptions{.maxsize = 0, .capacity_bytes = detail::kChannelRingBytes}};
+  detail::ChannelQueue replies{QueueOptions{.maxsize = 0, .capacity_bytes = detail::kChannelRingBytes}};
+};
+
 void serve_client(Server::State& s, Connection& conn, std::uint64_t id) {
   detail::set_capture_throw_stacks(true);
   ConnectionContext ctx(s, conn, id);
+  std::optional<Channel> channel;
+  std::vector<std::byte> request;
   std::vector<std::byte> reply;
   for (;;) {
-    std::vector<std::byte> request;
-    try {
-      request = conn.recv_bytes();
-    } catch (...) {
-      break;  // the client hung up, or sent a frame that is not one: either way, done
+    if (channel) {
+      try {
+        if (!detail::channel_receive(channel->requests, conn, request)) {
+          if (s.stopping.load(std::memory_order_acquire) || detail::peer_closed(conn)) break;
+          continue;
+        }
+      } catch (...) {
+        break;
+      }
+    } else {
+      try {
+        request = conn.recv_bytes();
+      } catch (...) {
+        break;  // the client hung up, or sent a frame that is not one: either way, done
+      }
+      if (request.size() == 1 && request[0] == static_cast<std::byte>(ManagerOp::channel)) {
+        try {
+          channel.emplace();
+          conn.send(std::pair(channel->requests, channel->replies));
+        } catch (...) {
+          break;
+        }
+        continue;
+      }
     }
     bool stop = false;
     try {
@@ -274,7 +304,11 @@ void serve_client(Server::State& s, Connection& conn, std::uint64_t id) {
       }
     }
     try {
-      conn.send_bytes(reply);
+      if (channel) {
+        detail::channel_send(channel->replies, conn, reply);
+      } else {
+        conn.send_bytes(reply);
+      }
     } catch (...) {
       break;
     }

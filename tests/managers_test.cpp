@@ -91,6 +91,34 @@ TEST_F(ManagerTest, AListFollowsPythonsIndexRules) {
   EXPECT_THROW(l.pop(), mp::IndexError);
 }
 
+TEST_F(ManagerTest, LargeValuesGoBothWaysBesideSmallOnes) {
+  // Over a local manager small requests and replies go through shared-memory queues and
+  // large ones over the socket: interleave both, in this process and in a child.
+  mp::Manager manager;
+  auto d = manager.dict<int, std::string>();
+  auto check = [](mp::DictProxy<int, std::string> d, int salt) {
+    for (std::size_t size : {std::size_t{10}, std::size_t{64} << 10, std::size_t{5}, std::size_t{3} << 20, std::size_t{1}}) {
+      const std::string big(size, static_cast<char>('a' + (salt + size) % 26));
+      d.set(salt, big);
+      if (d.get(salt) != big) return false;
+    }
+    return true;
+  };
+  EXPECT_TRUE(check(d, 1));
+  mp::Process p([check](mp::DictProxy<int, std::string> d) {
+    if (!check(d, 2)) std::exit(3);
+  }, d);
+  p.start();
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+  auto l = manager.list<int>();
+  std::vector<int> many(200000);
+  for (int i = 0; i < 200000; ++i) many[i] = i;
+  l.extend(many);
+  EXPECT_EQ(l.copy(), many);
+  EXPECT_EQ(l.get(-1), 199999);
+}
+
 TEST_F(ManagerTest, NamespaceValueAndArray) {
   mp::Manager manager;
   auto ns = manager.Namespace();
