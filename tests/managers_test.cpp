@@ -372,6 +372,7 @@ TEST_F(ManagerTest, AClientKilledWhileWaitingInGetLosesNoItem) {
   p.join();
   std::this_thread::sleep_for(200ms);  // the server notices within a slice
   q.put(7);
+  std::this_thread::sleep_for(200ms);  // a server thread still serving the dead get would take it now
   EXPECT_EQ(q.get(1s), 7);
 }
 
@@ -487,6 +488,20 @@ TEST_F(RemoteManagerTest, GarbageAndSilentPeersDoNotHurtTheServer) {
     auto reply = raw(frame);
     ASSERT_FALSE(reply.empty());
     EXPECT_EQ(reply[0], std::byte{1});  // an error reply
+  }
+  {
+    // A header that announces 2^50 bytes, and a frame cut short: the server drops those
+    // connections without allocating or waiting, and serves the next client.
+    mp::Connection huge = mp::connection::Client(server.address(), {.authkey = "k"});
+    const std::uint64_t header = std::uint64_t{1} << 50;
+    ASSERT_EQ(::write(huge.fileno(), &header, sizeof header), 8);
+    EXPECT_THROW(huge.recv_bytes(), mp::EOFError);
+    mp::Connection cut = mp::connection::Client(server.address(), {.authkey = "k"});
+    const std::uint64_t ten = 10;
+    ASSERT_EQ(::write(cut.fileno(), &ten, sizeof ten), 8);
+    ASSERT_EQ(::write(cut.fileno(), "abc", 3), 3);
+    ::shutdown(cut.fileno(), SHUT_WR);
+    EXPECT_THROW(cut.recv_bytes(), mp::EOFError);
   }
   {
     mp::Connection c = mp::connection::Client(server.address(), {.authkey = "k"});  // says nothing
