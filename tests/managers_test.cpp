@@ -294,6 +294,24 @@ TEST_F(ManagerTest, MisuseIsNamed) {
   EXPECT_THROW(manager.get<mp::QueueProxy<int>>("nothing"), mp::KeyError);
 }
 
+TEST_F(ManagerTest, StartCarriesNamedObjectsUnderForkOnly) {
+  mp::BaseManager under_spawn({.start_method = mp::StartMethod::spawn});
+  under_spawn.register_object("q", mp::Queue<int>{});
+  EXPECT_THROW(under_spawn.start(), mp::ValueError);
+
+  mp::Queue<int> q;
+  mp::BaseManager under_fork({.start_method = mp::StartMethod::fork});
+  under_fork.register_object("q", q);
+  under_fork.start();
+  under_fork.get<mp::QueueProxy<int>>("q").put(3);
+  EXPECT_EQ(q.get(5s), 3);  // the server process put it on the same shared queue
+}
+
+TEST_F(ManagerTest, ConnectingToNobodyRaises) {
+  mp::BaseManager nobody({.address = "@mp-test-no-manager-listens-here"});
+  EXPECT_THROW(nobody.connect(), mp::OSError);
+}
+
 TEST_F(ManagerTest, AfterShutdownProxiesRaiseAndNothingIsLeft) {
   mp::Manager manager;
   auto d = manager.dict<int, int>();
