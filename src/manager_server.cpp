@@ -160,19 +160,7 @@ void write(OutputArchive& ar, const T& value) {
 }
 
 void write_error(std::vector<std::byte>& reply) {
-  std::string type, message;
-  try {
-    throw;
-  } catch (const RemoteError& e) {
-    type = e.type_name();
-    message = e.what();
-  } catch (const std::exception& e) {
-    type = detail::demangle(typeid(e).name());
-    message = e.what();
-  } catch (...) {
-    type = "unknown exception";
-    message = "(not a std::exception)";
-  }
+  const auto [type, message] = detail::describe_current_exception();
   const std::string traceback = detail::recorded_throw_stack("serve_request", "mp::Server::");
   reply.assign(1, static_cast<std::byte>(ReplyStatus::error));
   OutputArchive ar(reply);

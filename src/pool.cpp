@@ -37,7 +37,6 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <cxxabi.h>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -143,20 +142,7 @@ TaskRunner resolve_runner(InputArchive& in) {
 
 // Writes the error the current exception describes after `header`.
 void write_error(std::vector<std::byte>& out, ResultHeader header) {
-  std::string type, message;
-  try {
-    throw;
-  } catch (const RemoteError& e) {
-    type = e.type_name();
-    message = e.what();
-  } catch (const std::exception& e) {
-    type = demangle(typeid(e).name());
-    message = e.what();
-  } catch (...) {
-    auto* t = abi::__cxa_current_exception_type();
-    type = t ? demangle(t->name()) : "unknown exception";
-    message = "(not a std::exception)";
-  }
+  auto [type, message] = describe_current_exception();
   std::string traceback = recorded_throw_stack("std::__invoke", "mp::detail::invoke_stored");
   out.clear();
   OutputArchive ar(out);

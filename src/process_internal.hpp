@@ -105,6 +105,14 @@ void report_child_exception(const std::string& process_name) noexcept;
 /// The readable name of a mangled C++ name (the name itself if it is not one).
 std::string demangle(const char* mangled);
 
+/// The type name and message of the exception being handled (call inside a catch): an
+/// mp::RemoteError gives its original type, anything else its demangled dynamic type.
+struct ExceptionText {
+  std::string type;
+  std::string message;
+};
+ExceptionText describe_current_exception();
+
 /// While true on this thread, every throw records its stack (for report_child_exception).
 void set_capture_throw_stacks(bool on) noexcept;
 /// The stack recorded at the last throw in this thread (while capturing), one frame per

@@ -43,6 +43,40 @@ bool wait_ready(std::unique_lock<std::mutex>& lk, std::condition_variable& cv, C
   }
 }
 
+/// A lock held by a client connection (one client thread): Lock, RLock, a Condition's.
+/// Every member is called with the servant's mutex held.
+struct ClientLock {
+  std::uint64_t owner = 0;  // a connection id; 0 = free
+  std::uint32_t depth = 0;
+
+  /// Takes the lock for `me`, waiting as wait_ready does; false when the timeout passed.
+  bool acquire(std::unique_lock<std::mutex>& lk, std::condition_variable& cv, CallContext& ctx, const WireTimeout& timeout,
+               std::uint64_t me, bool recursive) {
+    if (recursive && owner == me) {
+      ++depth;
+      return true;
+    }
+    if (!wait_ready(lk, cv, ctx, timeout, [&] { return owner == 0; })) return false;
+    owner = me;
+    depth = 1;
+    return true;
+  }
+  /// Undoes one acquire; true when that freed the lock.
+  bool release_once(bool recursive) {
+    if (recursive && --depth != 0) return false;
+    owner = 0;
+    depth = 0;
+    return true;
+  }
+  /// Frees the lock if `connection` holds it; true if it did.
+  bool drop(std::uint64_t connection) {
+    if (owner != connection || owner == 0) return false;
+    owner = 0;
+    depth = 0;
+    return true;
+  }
+};
+
 class NamespaceServant final : public Servant {
  public:
   static std::shared_ptr<Servant> make(InputArchive& ar) {
@@ -180,23 +214,14 @@ class LockServant final : public Servant {
         auto [timeout] = read_args<WireTimeout>(in);
         ctx.watch_disconnect();
         std::unique_lock lk(mu_);
-        if (recursive_ && owner_ == me) {
-          ++depth_;
-          return put_result(out, true);
-        }
-        if (!wait_ready(lk, changed_, ctx, timeout, [&] { return owner_ == 0; })) return put_result(out, false);
-        owner_ = me;
-        depth_ = 1;
-        return put_result(out, true);
+        return put_result(out, lock_.acquire(lk, changed_, ctx, timeout, me, recursive_));
       }
       case M::release: {
         read_args<>(in);
         std::lock_guard g(mu_);
-        if (owner_ == 0) throw ValueError("release of an unlocked lock");
-        if (recursive_ && owner_ != me) throw ValueError("cannot release an RLock held by another thread or process");
-        if (--depth_ == 0 || !recursive_) {
-          owner_ = 0;
-          depth_ = 0;
+        if (lock_.owner == 0) throw ValueError("release of an unlocked lock");
+        if (recursive_ && lock_.owner != me) throw ValueError("cannot release an RLock held by another thread or process");
+        if (lock_.release_once(recursive_)) {
           holder_died_ = false;
           changed_.notify_all();
         }
@@ -205,7 +230,7 @@ class LockServant final : public Servant {
       case M::holder_died: case M::locked: {
         read_args<>(in);
         std::lock_guard g(mu_);
-        return put_result(out, method == M::holder_died ? holder_died_ : owner_ != 0);
+        return put_result(out, method == M::holder_died ? holder_died_ : lock_.owner != 0);
       }
       default:
         throw ValueError("Lock has no method number " + std::to_string(method));
@@ -214,9 +239,7 @@ class LockServant final : public Servant {
 
   void disconnected(std::uint64_t connection_id) override {
     std::lock_guard g(mu_);
-    if (owner_ != connection_id) return;
-    owner_ = 0;
-    depth_ = 0;
+    if (!lock_.drop(connection_id)) return;
     holder_died_ = true;
     changed_.notify_all();
   }
@@ -225,8 +248,7 @@ class LockServant final : public Servant {
   const bool recursive_;
   std::mutex mu_;
   std::condition_variable changed_;
-  std::uint64_t owner_ = 0;  // a connection id; 0 = free
-  std::uint32_t depth_ = 0;
+  ClientLock lock_;
   bool holder_died_ = false;
 };
 
@@ -331,32 +353,21 @@ class ConditionServant final : public Servant {
         auto [timeout] = read_args<WireTimeout>(in);
         ctx.watch_disconnect();
         std::unique_lock lk(mu_);
-        if (owner_ == me) {
-          ++depth_;
-          return put_result(out, true);
-        }
-        if (!wait_ready(lk, changed_, ctx, timeout, [&] { return owner_ == 0; })) return put_result(out, false);
-        owner_ = me;
-        depth_ = 1;
-        return put_result(out, true);
+        return put_result(out, lock_.acquire(lk, changed_, ctx, timeout, me, true));
       }
       case M::release: {
         read_args<>(in);
         std::lock_guard g(mu_);
-        if (owner_ != me) throw ValueError("cannot release an un-acquired condition lock");
-        if (--depth_ == 0) {
-          owner_ = 0;
-          changed_.notify_all();
-        }
+        if (lock_.owner != me) throw ValueError("cannot release an un-acquired condition lock");
+        if (lock_.release_once(true)) changed_.notify_all();
         return;
       }
       case M::wait: {
         auto [timeout] = read_args<WireTimeout>(in);
         std::unique_lock lk(mu_);
-        if (owner_ != me) throw ValueError("cannot wait on an un-acquired condition lock");
-        const std::uint32_t saved = depth_;
-        owner_ = 0;
-        depth_ = 0;
+        if (lock_.owner != me) throw ValueError("cannot wait on an un-acquired condition lock");
+        const std::uint32_t saved = lock_.depth;
+        lock_.drop(me);
         waiters_.push_back(false);
         auto mine = std::prev(waiters_.end());
         changed_.notify_all();
@@ -369,15 +380,14 @@ class ConditionServant final : public Servant {
         }
         waiters_.erase(mine);
         // Take the lock back, as long as it takes (Python's wait does the same).
-        wait_ready(lk, changed_, ctx, std::nullopt, [&] { return owner_ == 0; });
-        owner_ = me;
-        depth_ = saved;
+        lock_.acquire(lk, changed_, ctx, std::nullopt, me, true);
+        lock_.depth = saved;
         return put_result(out, notified);
       }
       case M::notify: {
         auto [n] = read_args<std::uint64_t>(in);
         std::lock_guard g(mu_);
-        if (owner_ != me) throw ValueError("cannot notify on an un-acquired condition lock");
+        if (lock_.owner != me) throw ValueError("cannot notify on an un-acquired condition lock");
         for (auto it = waiters_.begin(); it != waiters_.end() && n > 0; ++it) {
           if (!*it) {
             *it = true;
@@ -394,17 +404,13 @@ class ConditionServant final : public Servant {
 
   void disconnected(std::uint64_t connection_id) override {
     std::lock_guard g(mu_);
-    if (owner_ != connection_id) return;
-    owner_ = 0;
-    depth_ = 0;
-    changed_.notify_all();
+    if (lock_.drop(connection_id)) changed_.notify_all();
   }
 
  private:
   std::mutex mu_;
   std::condition_variable changed_;
-  std::uint64_t owner_ = 0;
-  std::uint32_t depth_ = 0;
+  ClientLock lock_;
   std::list<bool> waiters_;  // true once notified; in the order they started waiting
 };
 

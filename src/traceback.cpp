@@ -19,6 +19,7 @@
 #include <string>
 #include <typeinfo>
 
+#include "mp/errors.hpp"
 #include "process_internal.hpp"
 
 namespace mp::detail {
@@ -59,6 +60,19 @@ std::string demangle(const char* name) {
   std::string out = status == 0 && d ? d : name;
   std::free(d);
   return out;
+}
+
+ExceptionText describe_current_exception() {
+  try {
+    throw;
+  } catch (const RemoteError& e) {
+    return {e.type_name(), e.what()};
+  } catch (const std::exception& e) {
+    return {demangle(typeid(e).name()), e.what()};
+  } catch (...) {
+    auto* t = abi::__cxa_current_exception_type();
+    return {t ? demangle(t->name()) : "unknown exception", "(not a std::exception)"};
+  }
 }
 
 extern const int throw_hook_linked;

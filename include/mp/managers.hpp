@@ -290,28 +290,44 @@ class QueueProxy : public detail::ProxyBase {
 template <class T>
 using JoinableQueueProxy = QueueProxy<T>;
 
+namespace detail {
+
+/// The acquire() family of the proxies one can acquire (locks, semaphores, conditions).
+template <class Tag, std::uint32_t kAcquire>
+class AcquiringProxy : public ProxyBase {
+ public:
+  /// Blocks until acquired; true.
+  bool acquire() { return call<bool>(kAcquire, WireTimeout{}); }
+  /// acquire(false): does not wait; false if it could not take it now.
+  bool acquire(bool block) { return call<bool>(kAcquire, block ? WireTimeout{} : kNoWait); }
+  /// Waits at most `timeout`; false if it ran out.
+  template <class Rep, class Period>
+  bool acquire(std::chrono::duration<Rep, Period> timeout) {
+    return call<bool>(kAcquire, wire_timeout(timeout));
+  }
+  void lock() { acquire(); }
+  bool try_lock() { return acquire(false); }
+
+ protected:
+  AcquiringProxy() noexcept : ProxyBase(type_tag<Tag>()) {}
+  AcquiringProxy(std::shared_ptr<ManagerEndpoint> ep, std::uint64_t id) : ProxyBase(type_tag<Tag>(), std::move(ep), id) {}
+};
+
+}  // namespace detail
+
 /// manager.Lock() and manager.RLock() (Python's AcquirerProxy). The holder is the
 /// calling thread. A lock whose holder died (or whose thread ended) while holding it is
 /// given to the next acquirer, with holder_died() true until it releases.
-class AcquirerProxy : public detail::ProxyBase {
+class AcquirerProxy : public detail::AcquiringProxy<detail::LockServantTag, detail::LockMethods::acquire> {
   using M = detail::LockMethods;
 
  public:
-  AcquirerProxy() noexcept : ProxyBase(detail::type_tag<detail::LockServantTag>()) {}
-  AcquirerProxy(std::shared_ptr<detail::ManagerEndpoint> ep, std::uint64_t id)
-      : ProxyBase(detail::type_tag<detail::LockServantTag>(), std::move(ep), id) {}
+  AcquirerProxy() noexcept = default;
+  AcquirerProxy(std::shared_ptr<detail::ManagerEndpoint> ep, std::uint64_t id) : AcquiringProxy(std::move(ep), id) {}
 
-  bool acquire() { return call<bool>(M::acquire, detail::WireTimeout{}); }
-  bool acquire(bool block) { return call<bool>(M::acquire, block ? detail::WireTimeout{} : detail::kNoWait); }
-  template <class Rep, class Period>
-  bool acquire(std::chrono::duration<Rep, Period> timeout) {
-    return call<bool>(M::acquire, detail::wire_timeout(timeout));
-  }
   /// Releasing an unheld lock, or an RLock held by another thread: mp::ValueError.
   void release() { call(M::release); }
-  void lock() { acquire(); }
   void unlock() { release(); }
-  bool try_lock() { return acquire(false); }
   bool holder_died() const { return call<bool>(M::holder_died); }
   bool locked() const { return call<bool>(M::locked); }
 };
@@ -319,26 +335,17 @@ using LockProxy = AcquirerProxy;
 using RLockProxy = AcquirerProxy;
 
 /// manager.Semaphore(n) and manager.BoundedSemaphore(n).
-class SemaphoreProxy : public detail::ProxyBase {
+class SemaphoreProxy : public detail::AcquiringProxy<detail::SemaphoreServantTag, detail::SemaphoreMethods::acquire> {
   using M = detail::SemaphoreMethods;
 
  public:
-  SemaphoreProxy() noexcept : ProxyBase(detail::type_tag<detail::SemaphoreServantTag>()) {}
-  SemaphoreProxy(std::shared_ptr<detail::ManagerEndpoint> ep, std::uint64_t id)
-      : ProxyBase(detail::type_tag<detail::SemaphoreServantTag>(), std::move(ep), id) {}
+  SemaphoreProxy() noexcept = default;
+  SemaphoreProxy(std::shared_ptr<detail::ManagerEndpoint> ep, std::uint64_t id) : AcquiringProxy(std::move(ep), id) {}
 
-  bool acquire() { return call<bool>(M::acquire, detail::WireTimeout{}); }
-  bool acquire(bool block) { return call<bool>(M::acquire, block ? detail::WireTimeout{} : detail::kNoWait); }
-  template <class Rep, class Period>
-  bool acquire(std::chrono::duration<Rep, Period> timeout) {
-    return call<bool>(M::acquire, detail::wire_timeout(timeout));
-  }
   /// A bounded semaphore released above its bound raises mp::ValueError.
   void release(std::uint64_t n = 1) { call(M::release, n); }
-  std::uint64_t get_value() const { return call<std::uint64_t>(M::get_value); }
-  void lock() { acquire(); }
   void unlock() { release(); }
-  bool try_lock() { return acquire(false); }
+  std::uint64_t get_value() const { return call<std::uint64_t>(M::get_value); }
 };
 using BoundedSemaphoreProxy = SemaphoreProxy;
 
@@ -363,23 +370,15 @@ class EventProxy : public detail::ProxyBase {
 
 /// manager.Condition(): a condition variable with its own recursive lock, held by the
 /// calling thread. wait() must be called with the lock held (else mp::ValueError).
-class ConditionProxy : public detail::ProxyBase {
+class ConditionProxy : public detail::AcquiringProxy<detail::ConditionServantTag, detail::ConditionMethods::acquire> {
   using M = detail::ConditionMethods;
 
  public:
-  ConditionProxy() noexcept : ProxyBase(detail::type_tag<detail::ConditionServantTag>()) {}
-  ConditionProxy(std::shared_ptr<detail::ManagerEndpoint> ep, std::uint64_t id)
-      : ProxyBase(detail::type_tag<detail::ConditionServantTag>(), std::move(ep), id) {}
+  ConditionProxy() noexcept = default;
+  ConditionProxy(std::shared_ptr<detail::ManagerEndpoint> ep, std::uint64_t id) : AcquiringProxy(std::move(ep), id) {}
 
-  bool acquire() { return call<bool>(M::acquire, detail::WireTimeout{}); }
-  template <class Rep, class Period>
-  bool acquire(std::chrono::duration<Rep, Period> timeout) {
-    return call<bool>(M::acquire, detail::wire_timeout(timeout));
-  }
   void release() { call(M::release); }
-  void lock() { acquire(); }
   void unlock() { release(); }
-  bool try_lock() { return call<bool>(M::acquire, detail::kNoWait); }
   /// Releases the lock, waits for a notify (or the timeout: false), takes the lock back.
   bool wait() { return call<bool>(M::wait, detail::WireTimeout{}); }
   template <class Rep, class Period>
