@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -269,6 +270,30 @@ TEST_F(ManagerTest, ReferencesAreCountedAcrossCopiesAndProcesses) {
     // it first used the proxy it inherited) when its target ended.
     EXPECT_EQ(manager.object_count(), 0u) << mp::to_string(method);
   }
+}
+
+int append_square(std::pair<mp::ListProxy<int>, int> job) {
+  job.first.append(job.second * job.second);
+  return job.second;
+}
+
+TEST_F(ManagerTest, PoolTasksUseProxiesAndGiveTheirReferencesBack) {
+  mp::Manager manager;
+  {
+    auto squares = manager.list<int>();
+    std::vector<std::pair<mp::ListProxy<int>, int>> jobs;
+    for (int i = 0; i < 20; ++i) jobs.emplace_back(squares, i);
+    {
+      mp::Pool pool(2);
+      EXPECT_EQ(pool.map(append_square, jobs).size(), 20u);
+    }
+    auto got = squares.copy();
+    std::sort(got.begin(), got.end());
+    std::vector<int> want;
+    for (int i = 0; i < 20; ++i) want.push_back(i * i);
+    EXPECT_EQ(got, want);
+  }
+  EXPECT_EQ(manager.object_count(), 0u);  // every task's reference came back
 }
 
 TEST_F(ManagerTest, ProxiesTravelInsideQueuesAndOtherProxies) {
