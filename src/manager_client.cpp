@@ -15,23 +15,11 @@
 #include <vector>
 
 #include "mp/detail/manager_core.hpp"
+#include "mp/detail/self_identity.hpp"
 #include "process_internal.hpp"
 
 namespace mp::detail {
 namespace {
-
-// This process's pid without a system call (glibc's getpid() makes one, and on this VM
-// two of them were a sixth of a call's cost). A fork child's copy is put right by the
-// pthread_atfork handler, registered before the pid is first cached.
-std::atomic<pid_t> g_pid{0};
-pid_t this_pid() noexcept {
-  const pid_t cached = g_pid.load(std::memory_order_relaxed);
-  if (cached != 0) [[likely]] return cached;
-  [[maybe_unused]] static const int registered = ::pthread_atfork(nullptr, nullptr, [] { g_pid.store(::getpid()); });
-  const pid_t pid = ::getpid();
-  g_pid.store(pid, std::memory_order_relaxed);
-  return pid;
-}
 
 struct Channel {
   ChannelQueue requests;
@@ -167,7 +155,7 @@ bool peer_closed(const Connection& conn) {
 }
 
 void forget_manager_connection(const ManagerEndpoint& ep) noexcept {
-  if (t_cache_gone || t_cache.pid != this_pid()) return;
+  if (t_cache_gone || t_cache.pid != self_pid()) return;
   std::erase_if(t_cache.entries, [&](const CachedConnection& e) { return e.key == ep.key; });
 }
 
@@ -180,9 +168,9 @@ std::vector<std::byte> manager_request(const ManagerEndpoint& ep, std::span<cons
     return checked_payload(exchange(c, request));
   }
   ConnectionCache& cache = t_cache;
-  if (cache.pid != this_pid()) {
+  if (cache.pid != self_pid()) {
     cache.entries.clear();
-    cache.pid = this_pid();
+    cache.pid = self_pid();
   }
   std::size_t i = 0;
   while (i < cache.entries.size() && cache.entries[i].key != ep.key) ++i;
@@ -236,7 +224,7 @@ LiveRefs& live_refs() {
 }  // namespace
 
 ProxyRef::ProxyRef(std::shared_ptr<ManagerEndpoint> ep, std::uint64_t id, std::uint64_t interface_tag) noexcept
-    : ep_(std::move(ep)), id_(id), tag_(interface_tag), owner_(this_pid()) {
+    : ep_(std::move(ep)), id_(id), tag_(interface_tag), owner_(self_pid()) {
   LiveRefs& live = live_refs();
   std::lock_guard g(live.mu);
   try {
@@ -256,7 +244,7 @@ ProxyRef::~ProxyRef() {
 }
 
 void ProxyRef::give_back() noexcept {
-  if (owner_.exchange(0, std::memory_order_relaxed) != this_pid() || ep_->shut_down.load(std::memory_order_acquire)) return;
+  if (owner_.exchange(0, std::memory_order_relaxed) != self_pid() || ep_->shut_down.load(std::memory_order_acquire)) return;
   try {
     send_ref_op(*ep_, ManagerOp::decref, id_);
   } catch (...) {
@@ -271,7 +259,7 @@ void ProxyRef::release_all_at_exit() {
 }
 
 void ProxyRef::claim_for_this_process() const {
-  const pid_t me = this_pid();
+  const pid_t me = self_pid();
   pid_t seen = owner_.load(std::memory_order_relaxed);
   if (seen == me) [[likely]] return;
   send_ref_op(*ep_, ManagerOp::incref, id_);
