@@ -46,9 +46,11 @@
 // in the server — `d.set("k", v)` does (as in Python).
 //
 // Lifetime. The server counts the references proxies hold; the last proxy of an object,
-// in every process, frees it. A process that dies without giving its references back
-// leaves its objects in the server until the manager shuts down. A named object
-// (register_object) lives as long as the server.
+// in every process, frees it. A child process gives its references back when its target
+// ends (a fork child that used a proxy it inherited took one of its own at first use).
+// A process that dies without giving its references back (SIGKILL) leaves its objects
+// in the server until the manager shuts down. A named object (register_object) lives
+// as long as the server.
 //
 // Failures. Every call either returns the result or raises:
 //   - the error the method raised in the server, as itself where mp has that type
