@@ -59,23 +59,16 @@ std::vector<std::byte> exchange(Connection& conn, std::span<const std::byte> req
   return conn.recv_bytes();
 }
 
-// A connection to `ep`; over a Unix socket, with its channel.
-CachedConnection open_connection(const ManagerEndpoint& ep) {
+// A connection to `ep`; over a Unix socket and when it will be kept, with its channel.
+CachedConnection open_connection(const ManagerEndpoint& ep, bool kept) {
   CachedConnection c{ep.key, connect_to(ep), std::nullopt};
-  if (ep.address.is_unix()) {
+  if (kept && ep.address.is_unix()) {
     const std::byte ask[1] = {static_cast<std::byte>(ManagerOp::channel)};
     c.conn.send_bytes(ask);
     auto [requests, replies] = c.conn.recv<std::pair<ChannelQueue, ChannelQueue>>();
     c.channel.emplace(Channel{std::move(requests), std::move(replies)});
   }
   return c;
-}
-
-// True when the server has closed the connection, or it is unusable.
-bool hung_up(Connection& conn) {
-  if (conn.closed()) return true;
-  pollfd p{conn.fileno(), POLLIN | POLLRDHUP, 0};
-  return ::poll(&p, 1, 0) != 0;  // an idle socket has nothing to read: anything is EOF or garbage
 }
 
 std::vector<std::byte> exchange(CachedConnection& c, std::span<const std::byte> request) {
@@ -122,7 +115,7 @@ std::vector<std::byte> checked_payload(std::vector<std::byte> reply) {
 // Drops the connections whose server has closed them (a manager shut down or gone): a
 // thread that outlives many managers keeps no descriptor for the dead ones.
 void drop_closed(ConnectionCache& cache) {
-  std::erase_if(cache.entries, [](CachedConnection& e) { return hung_up(e.conn); });
+  std::erase_if(cache.entries, [](const CachedConnection& e) { return peer_closed(e.conn); });
 }
 
 }  // namespace
@@ -163,8 +156,8 @@ std::vector<std::byte> manager_request(const ManagerEndpoint& ep, std::span<cons
   if (ep.shut_down.load(std::memory_order_acquire)) {
     throw ValueError("the manager at " + ep.address.to_string() + " has been shut down");
   }
-  if (t_cache_gone) {  // this thread is ending: a connection for this request alone
-    CachedConnection c = open_connection(ep);
+  if (t_cache_gone) {  // this thread is ending: a connection for this request alone, no channel
+    CachedConnection c = open_connection(ep, false);
     return checked_payload(exchange(c, request));
   }
   ConnectionCache& cache = t_cache;
@@ -177,7 +170,7 @@ std::vector<std::byte> manager_request(const ManagerEndpoint& ep, std::span<cons
   if (i == cache.entries.size()) {
     drop_closed(cache);  // rare (once per manager and thread): the moment to tidy up
     i = cache.entries.size();
-    cache.entries.push_back(open_connection(ep));
+    cache.entries.push_back(open_connection(ep, true));
   }
   std::vector<std::byte> reply;
   try {

@@ -1,6 +1,5 @@
 // src/manager_server.cpp — a manager's server (Python's multiprocessing.managers.Server):
 // the table of objects, a thread per client connection, and the dispatch of requests.
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,6 +10,7 @@
 #include <optional>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <typeinfo>
 #include <unordered_map>
@@ -36,7 +36,7 @@ Registry& registry() {
 
 }  // namespace
 
-bool register_servant_type(std::uint64_t tag, ServantFactory make, std::string_view) noexcept {
+bool register_servant_type(std::uint64_t tag, ServantFactory make) noexcept {
   try {
     Registry& r = registry();
     std::lock_guard g(r.mu);
@@ -127,13 +127,7 @@ class ConnectionContext final : public CallContext {
  public:
   ConnectionContext(Server::State& s, Connection& conn, std::uint64_t id) : s_(s), conn_(conn), id_(id) {}
   std::uint64_t connection_id() const noexcept override { return id_; }
-  bool cancelled() override {
-    if (s_.stopping.load(std::memory_order_acquire)) return true;
-    // Between a request and its reply the client sends nothing: anything readable on
-    // the socket is its hang-up (or a protocol breach, which ends the connection too).
-    pollfd p{conn_.fileno(), POLLIN | POLLRDHUP, 0};
-    return ::poll(&p, 1, 0) > 0;
-  }
+  bool cancelled() override { return s_.stopping.load(std::memory_order_acquire) || detail::peer_closed(conn_); }
   void watch_disconnect() override {
     for (const auto& w : watched_) {
       if (w.lock() == current) return;
@@ -154,19 +148,12 @@ class ConnectionContext final : public CallContext {
   std::vector<std::weak_ptr<Servant>> watched_;
 };
 
-template <class T>
-void write(OutputArchive& ar, const T& value) {
-  detail::save_value(ar, value);
-}
-
 void write_error(std::vector<std::byte>& reply) {
   const auto [type, message] = detail::describe_current_exception();
   const std::string traceback = detail::recorded_throw_stack("serve_request", "mp::Server::");
   reply.assign(1, static_cast<std::byte>(ReplyStatus::error));
   OutputArchive ar(reply);
-  write(ar, type);
-  write(ar, message);
-  write(ar, traceback);
+  ar(type, message, traceback);
 }
 
 // Serves one request; returns true when it asked the server to stop.
@@ -199,7 +186,7 @@ bool serve_request(Server::State& s, std::span<const std::byte> request, std::ve
         throw ValueError("this manager cannot make that kind of object: its program does not use the type "
                          "(is the server another program?)");
       }
-      write(out, s.add(make(in), false));
+      detail::save_value(out, s.add(make(in), false));
       return false;
     }
     case ManagerOp::incref:
@@ -222,13 +209,13 @@ bool serve_request(Server::State& s, std::span<const std::byte> request, std::ve
         throw SerializationError("the object named '" + name + "' is not of the kind this proxy speaks to");
       }
       ++entry.refs;
-      write(out, it->second);
+      detail::save_value(out, it->second);
       return false;
     }
     case ManagerOp::count: {
       detail::read_args<std::uint8_t>(in);
       std::lock_guard g(s.mu);
-      write(out, static_cast<std::uint64_t>(s.objects.size() - s.named.size()));
+      detail::save_value(out, static_cast<std::uint64_t>(s.objects.size() - s.named.size()));
       return false;
     }
     case ManagerOp::shutdown:
@@ -336,6 +323,24 @@ void Server::shutdown() noexcept {
 void Server::serve_forever() {
   State& s = *s_;
   if (s.serving.exchange(true)) throw ValueError("serve_forever() is already running on this server");
+  // However it ends (shutdown, or an error accept() raises), every client thread is
+  // woken and joined, and ~Server stops waiting.
+  struct Finish {
+    State& s;
+    ~Finish() {
+      {
+        std::lock_guard g(s.mu);
+        for (auto& c : s.clients) {
+          if (!c.done) ::shutdown(c.fd, SHUT_RDWR);  // their sockets read EOF; their waits see `stopping`
+        }
+      }
+      s.stopping.store(true, std::memory_order_release);
+      for (auto& c : s.clients) c.thread.join();
+      s.clients.clear();
+      s.listener.close();
+      s.serving.store(false, std::memory_order_release);
+    }
+  } finish{s};
   detail::register_builtin_servants();
   while (!s.stopping.load(std::memory_order_acquire)) {
     try {
@@ -343,17 +348,24 @@ void Server::serve_forever() {
       std::lock_guard g(s.mu);
       const std::uint64_t id = s.next_connection++;
       auto& client = s.clients.emplace_back(State::Client{conn.fileno(), {}, false});
-      client.thread = std::thread([&s, &client, c = std::move(conn), id]() mutable {
-        serve_client(s, c, id);
-        std::lock_guard g2(s.mu);
-        client.done = true;  // before the descriptor closes: stop never shuts down a reused one
-        c.close();
-      });
+      try {
+        client.thread = std::thread([&s, &client, c = std::move(conn), id]() mutable {
+          serve_client(s, c, id);
+          std::lock_guard g2(s.mu);
+          client.done = true;  // before the descriptor closes: stop never shuts down a reused one
+          c.close();
+        });
+      } catch (...) {
+        s.clients.pop_back();  // no thread (the connection closed with the lambda): refuse this client
+        throw;
+      }
     } catch (const TimeoutError&) {
     } catch (const AuthenticationError&) {
       // A client with the wrong key, or none, or garbage: refused; serve the others.
     } catch (const OSError&) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));  // out of descriptors...: try again
+    } catch (const std::system_error&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));  // no thread to be had now: try again
     }
     // Reap the threads of clients that have gone.
     std::list<State::Client> gone;
@@ -367,17 +379,6 @@ void Server::serve_forever() {
     }
     for (auto& c : gone) c.thread.join();
   }
-  // Stop: wake every client thread (their sockets read EOF; their waits see `stopping`).
-  {
-    std::lock_guard g(s.mu);
-    for (auto& c : s.clients) {
-      if (!c.done) ::shutdown(c.fd, SHUT_RDWR);
-    }
-  }
-  for (auto& c : s.clients) c.thread.join();
-  s.clients.clear();
-  s.listener.close();
-  s.serving.store(false);
 }
 
 }  // namespace mp

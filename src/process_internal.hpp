@@ -57,7 +57,8 @@ struct ChildOrigin {
 
 /// Runs `hook` in a child process when its target has ended, before it exits (Python's
 /// util._exit_function runs its finalizers there): managers give back the references
-/// the child holds. At most a few hooks; each is added once.
+/// the child holds. Each hook is added once; there is room for 4, and the library uses
+/// one (a fifth would be ignored: raise the count before adding more users).
 void add_child_exit_hook(void (*hook)()) noexcept;
 
 /// The serialized description of `p` for a spawn/forkserver child; descriptors that

@@ -99,12 +99,12 @@ class NamespaceServant final : public Servant {
         std::lock_guard g(mu_);
         auto it = attrs_.find(name);
         if (it == attrs_.end()) throw AttributeError("'Namespace' object has no attribute '" + name + "'");
-        return put_result(out, it->second);
+        return save_value(out, it->second);
       }
       case M::contains: {
         auto [name] = read_args<std::string>(in);
         std::lock_guard g(mu_);
-        return put_result(out, attrs_.contains(name));
+        return save_value(out, attrs_.contains(name));
       }
       case M::erase: {
         auto [name] = read_args<std::string>(in);
@@ -117,7 +117,7 @@ class NamespaceServant final : public Servant {
         std::lock_guard g(mu_);
         std::vector<std::string> names;
         for (const auto& kv : attrs_) names.push_back(kv.first);
-        return put_result(out, names);
+        return save_value(out, names);
       }
       default:
         throw ValueError("Namespace has no method number " + std::to_string(method));
@@ -160,14 +160,14 @@ class QueueServant final : public Servant {
         Bytes item = std::move(items_.front());
         items_.pop_front();
         changed_.notify_all();
-        return put_result(out, item);
+        return save_value(out, item);
       }
       case M::qsize: case M::empty: case M::full: {
         read_args<>(in);
         std::lock_guard g(mu_);
-        if (method == M::qsize) return put_result(out, static_cast<std::uint64_t>(items_.size()));
-        if (method == M::empty) return put_result(out, items_.empty());
-        return put_result(out, maxsize_ != 0 && items_.size() >= maxsize_);
+        if (method == M::qsize) return save_value(out, static_cast<std::uint64_t>(items_.size()));
+        if (method == M::empty) return save_value(out, items_.empty());
+        return save_value(out, maxsize_ != 0 && items_.size() >= maxsize_);
       }
       case M::task_done: {
         read_args<>(in);
@@ -179,7 +179,7 @@ class QueueServant final : public Servant {
       case M::join: {
         auto [timeout] = read_args<WireTimeout>(in);
         std::unique_lock lk(mu_);
-        return put_result(out, wait_ready(lk, changed_, ctx, timeout, [&] { return unfinished_ == 0; }));
+        return save_value(out, wait_ready(lk, changed_, ctx, timeout, [&] { return unfinished_ == 0; }));
       }
       default:
         throw ValueError("Queue has no method number " + std::to_string(method));
@@ -214,7 +214,7 @@ class LockServant final : public Servant {
         auto [timeout] = read_args<WireTimeout>(in);
         ctx.watch_disconnect();
         std::unique_lock lk(mu_);
-        return put_result(out, lock_.acquire(lk, changed_, ctx, timeout, me, recursive_));
+        return save_value(out, lock_.acquire(lk, changed_, ctx, timeout, me, recursive_));
       }
       case M::release: {
         read_args<>(in);
@@ -230,7 +230,7 @@ class LockServant final : public Servant {
       case M::holder_died: case M::locked: {
         read_args<>(in);
         std::lock_guard g(mu_);
-        return put_result(out, method == M::holder_died ? holder_died_ : lock_.owner != 0);
+        return save_value(out, method == M::holder_died ? holder_died_ : lock_.owner != 0);
       }
       default:
         throw ValueError("Lock has no method number " + std::to_string(method));
@@ -269,9 +269,9 @@ class SemaphoreServant final : public Servant {
       case M::acquire: {
         auto [timeout] = read_args<WireTimeout>(in);
         std::unique_lock lk(mu_);
-        if (!wait_ready(lk, changed_, ctx, timeout, [&] { return value_ > 0; })) return put_result(out, false);
+        if (!wait_ready(lk, changed_, ctx, timeout, [&] { return value_ > 0; })) return save_value(out, false);
         --value_;
-        return put_result(out, true);
+        return save_value(out, true);
       }
       case M::release: {
         auto [n] = read_args<std::uint64_t>(in);
@@ -284,7 +284,7 @@ class SemaphoreServant final : public Servant {
       case M::get_value: {
         read_args<>(in);
         std::lock_guard g(mu_);
-        return put_result(out, value_);
+        return save_value(out, value_);
       }
       default:
         throw ValueError("Semaphore has no method number " + std::to_string(method));
@@ -311,7 +311,7 @@ class EventServant final : public Servant {
     if (method == M::wait) {
       auto [timeout] = read_args<WireTimeout>(in);
       std::unique_lock lk(mu_);
-      return put_result(out, wait_ready(lk, changed_, ctx, timeout, [&] { return flag_; }));
+      return save_value(out, wait_ready(lk, changed_, ctx, timeout, [&] { return flag_; }));
     }
     read_args<>(in);
     std::lock_guard g(mu_);
@@ -324,7 +324,7 @@ class EventServant final : public Servant {
         flag_ = false;
         return;
       case M::is_set:
-        return put_result(out, flag_);
+        return save_value(out, flag_);
       default:
         throw ValueError("Event has no method number " + std::to_string(method));
     }
@@ -353,7 +353,7 @@ class ConditionServant final : public Servant {
         auto [timeout] = read_args<WireTimeout>(in);
         ctx.watch_disconnect();
         std::unique_lock lk(mu_);
-        return put_result(out, lock_.acquire(lk, changed_, ctx, timeout, me, true));
+        return save_value(out, lock_.acquire(lk, changed_, ctx, timeout, me, true));
       }
       case M::release: {
         read_args<>(in);
@@ -382,7 +382,7 @@ class ConditionServant final : public Servant {
         // Take the lock back, as long as it takes (Python's wait does the same).
         lock_.acquire(lk, changed_, ctx, std::nullopt, me, true);
         lock_.depth = saved;
-        return put_result(out, notified);
+        return save_value(out, notified);
       }
       case M::notify: {
         auto [n] = read_args<std::uint64_t>(in);
@@ -438,7 +438,7 @@ class BarrierServant final : public Servant {
         round->passed = true;
         next_round();
         changed_.notify_all();
-        return put_result(out, index);
+        return save_value(out, index);
       }
       bool passed_or_broken = false;
       try {
@@ -453,7 +453,7 @@ class BarrierServant final : public Servant {
         throw BrokenBarrierError("a barrier wait timed out: the barrier is broken");
       }
       if (round->broken) throw BrokenBarrierError("the barrier was broken while waiting");
-      return put_result(out, index);
+      return save_value(out, index);
     }
     read_args<>(in);
     std::lock_guard g(mu_);
@@ -468,11 +468,11 @@ class BarrierServant final : public Servant {
         changed_.notify_all();
         return;
       case M::parties:
-        return put_result(out, parties_);
+        return save_value(out, parties_);
       case M::n_waiting:
-        return put_result(out, count_);
+        return save_value(out, count_);
       case M::broken:
-        return put_result(out, broken_);
+        return save_value(out, broken_);
       default:
         throw ValueError("Barrier has no method number " + std::to_string(method));
     }
@@ -512,13 +512,13 @@ std::shared_ptr<Servant> make_servant(InputArchive& ar) {
 
 void register_builtin_servants() noexcept {
   static const bool done = [] {
-    register_servant_type(type_tag<NamespaceServantTag>(), &make_servant<NamespaceServant>, "Namespace");
-    register_servant_type(type_tag<QueueServantTag>(), &make_servant<QueueServant>, "Queue");
-    register_servant_type(type_tag<LockServantTag>(), &make_servant<LockServant>, "Lock");
-    register_servant_type(type_tag<SemaphoreServantTag>(), &make_servant<SemaphoreServant>, "Semaphore");
-    register_servant_type(type_tag<EventServantTag>(), &make_servant<EventServant>, "Event");
-    register_servant_type(type_tag<ConditionServantTag>(), &make_servant<ConditionServant>, "Condition");
-    register_servant_type(type_tag<BarrierServantTag>(), &make_servant<BarrierServant>, "Barrier");
+    register_servant_type(type_tag<NamespaceServantTag>(), &make_servant<NamespaceServant>);
+    register_servant_type(type_tag<QueueServantTag>(), &make_servant<QueueServant>);
+    register_servant_type(type_tag<LockServantTag>(), &make_servant<LockServant>);
+    register_servant_type(type_tag<SemaphoreServantTag>(), &make_servant<SemaphoreServant>);
+    register_servant_type(type_tag<EventServantTag>(), &make_servant<EventServant>);
+    register_servant_type(type_tag<ConditionServantTag>(), &make_servant<ConditionServant>);
+    register_servant_type(type_tag<BarrierServantTag>(), &make_servant<BarrierServant>);
     return true;
   }();
   (void)done;

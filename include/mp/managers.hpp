@@ -458,17 +458,17 @@ class SharedQueueServant final : public Servant {
         auto [timeout] = read_args<WireTimeout>(in);
         T item = make_for_load<T>();
         sliced(ctx, timeout, [&](std::chrono::nanoseconds t) { item = q_.get(t); });
-        return put_result(out, encode(item));
+        return save_value(out, encode(item));
       }
       case M::qsize:
         read_args<>(in);
-        return put_result(out, static_cast<std::uint64_t>(q_.qsize()));
+        return save_value(out, static_cast<std::uint64_t>(q_.qsize()));
       case M::empty:
         read_args<>(in);
-        return put_result(out, q_.empty());
+        return save_value(out, q_.empty());
       case M::full:
         read_args<>(in);
-        return put_result(out, q_.full());
+        return save_value(out, q_.full());
       case M::task_done:
         read_args<>(in);
         if constexpr (requires { q_.task_done(); }) {
@@ -483,8 +483,8 @@ class SharedQueueServant final : public Servant {
           const auto deadline = timeout ? std::chrono::steady_clock::now() + *timeout : std::chrono::steady_clock::time_point::max();
           for (;;) {
             const auto left = deadline - std::chrono::steady_clock::now();
-            if (q_.join(std::min<std::chrono::nanoseconds>(left, kWaitSlice))) return put_result(out, true);
-            if (std::chrono::steady_clock::now() >= deadline) return put_result(out, false);
+            if (q_.join(std::min<std::chrono::nanoseconds>(left, kWaitSlice))) return save_value(out, true);
+            if (std::chrono::steady_clock::now() >= deadline) return save_value(out, false);
             if (ctx.cancelled()) throw ClientGone{};
           }
         } else {

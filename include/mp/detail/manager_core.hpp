@@ -207,14 +207,14 @@ using ServantFactory = std::shared_ptr<Servant> (*)(InputArchive& ctor_args);
 /// Records that servants of type `tag` are made by `make` (every servant type a binary
 /// uses is recorded before main: a server only makes types it knows, named by tag,
 /// never by address). Returns true.
-bool register_servant_type(std::uint64_t tag, ServantFactory make, std::string_view name) noexcept;
+bool register_servant_type(std::uint64_t tag, ServantFactory make) noexcept;
 /// The factory of `tag`, or nullptr.
 ServantFactory find_servant_type(std::uint64_t tag) noexcept;
 
 template <class S>
 struct ServantRegistration {
   static std::shared_ptr<Servant> make(InputArchive& ar) { return S::make(ar); }
-  static inline const bool done = register_servant_type(type_tag<S>(), &make, type_name<S>());
+  static inline const bool done = register_servant_type(type_tag<S>(), &make);
 };
 
 /// Asks the server at `ep` to make a servant of the type `tag` names from `ctor_args`;

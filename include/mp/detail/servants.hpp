@@ -48,11 +48,6 @@ inline std::size_t resolve_index(std::int64_t i, std::size_t size, const char* w
   return static_cast<std::size_t>(j);
 }
 
-template <class R>
-void put_result(OutputArchive& out, const R& r) {
-  save_value(out, r);
-}
-
 /// A std::map in the server (manager.dict<K, V>()).
 template <class K, class V>
 class DictServant final : public Servant {
@@ -78,39 +73,39 @@ class DictServant final : public Servant {
       case get: {
         auto [k] = read_args<K>(in);
         std::lock_guard g(mu_);
-        return put_result(out, at(k));
+        return save_value(out, at(k));
       }
       case get_or: {
         auto [k, d] = read_args<K, V>(in);
         std::lock_guard g(mu_);
         auto it = map_.find(k);
-        return put_result(out, it == map_.end() ? d : it->second);
+        return save_value(out, it == map_.end() ? d : it->second);
       }
       case contains: {
         auto [k] = read_args<K>(in);
         std::lock_guard g(mu_);
-        return put_result(out, map_.contains(k));
+        return save_value(out, map_.contains(k));
       }
       case size: {
         read_args<>(in);
         std::lock_guard g(mu_);
-        return put_result(out, static_cast<std::uint64_t>(map_.size()));
+        return save_value(out, static_cast<std::uint64_t>(map_.size()));
       }
       case pop: {
         auto [k] = read_args<K>(in);
         std::lock_guard g(mu_);
         V v = std::move(at(k));
         map_.erase(k);
-        return put_result(out, v);
+        return save_value(out, v);
       }
       case pop_or: {
         auto [k, d] = read_args<K, V>(in);
         std::lock_guard g(mu_);
         auto it = map_.find(k);
-        if (it == map_.end()) return put_result(out, d);
+        if (it == map_.end()) return save_value(out, d);
         V v = std::move(it->second);
         map_.erase(it);
-        return put_result(out, v);
+        return save_value(out, v);
       }
       case erase: {
         auto [k] = read_args<K>(in);
@@ -121,18 +116,18 @@ class DictServant final : public Servant {
       case keys: case values: case items: case copy: {
         read_args<>(in);
         std::lock_guard g(mu_);
-        if (method == copy) return put_result(out, map_);
-        if (method == items) return put_result(out, std::vector<std::pair<K, V>>(map_.begin(), map_.end()));
+        if (method == copy) return save_value(out, map_);
+        if (method == items) return save_value(out, std::vector<std::pair<K, V>>(map_.begin(), map_.end()));
         if (method == keys) {
           std::vector<K> ks;
           ks.reserve(map_.size());
           for (const auto& kv : map_) ks.push_back(kv.first);
-          return put_result(out, ks);
+          return save_value(out, ks);
         }
         std::vector<V> vs;
         vs.reserve(map_.size());
         for (const auto& kv : map_) vs.push_back(kv.second);
-        return put_result(out, vs);
+        return save_value(out, vs);
       }
       case clear: {
         read_args<>(in);
@@ -149,7 +144,7 @@ class DictServant final : public Servant {
       case setdefault: {
         auto [k, d] = read_args<K, V>(in);
         std::lock_guard g(mu_);
-        return put_result(out, map_.try_emplace(std::move(k), std::move(d)).first->second);
+        return save_value(out, map_.try_emplace(std::move(k), std::move(d)).first->second);
       }
       default:
         throw ValueError("dict has no method number " + std::to_string(method));
@@ -206,7 +201,7 @@ class ListServant final : public Servant {
       case get: {
         auto [i] = read_args<std::int64_t>(in);
         std::lock_guard g(mu_);
-        return put_result(out, v_[resolve_index(i, v_.size(), "list")]);
+        return save_value(out, v_[resolve_index(i, v_.size(), "list")]);
       }
       case set: {
         auto [i, x] = read_args<std::int64_t, T>(in);
@@ -221,17 +216,17 @@ class ListServant final : public Servant {
         const std::size_t j = resolve_index(i, v_.size(), "pop");
         T x = std::move(v_[j]);
         v_.erase(v_.begin() + static_cast<std::ptrdiff_t>(j));
-        return put_result(out, x);
+        return save_value(out, x);
       }
       case size: {
         read_args<>(in);
         std::lock_guard g(mu_);
-        return put_result(out, static_cast<std::uint64_t>(v_.size()));
+        return save_value(out, static_cast<std::uint64_t>(v_.size()));
       }
       case copy: {
         read_args<>(in);
         std::lock_guard g(mu_);
-        return put_result(out, v_);
+        return save_value(out, v_);
       }
       case clear: {
         read_args<>(in);
@@ -243,10 +238,10 @@ class ListServant final : public Servant {
         auto [x] = read_args<T>(in);
         if constexpr (std::equality_comparable<T>) {
           std::lock_guard g(mu_);
-          if (method == count) return put_result(out, static_cast<std::uint64_t>(std::count(v_.begin(), v_.end(), x)));
+          if (method == count) return save_value(out, static_cast<std::uint64_t>(std::count(v_.begin(), v_.end(), x)));
           auto it = std::find(v_.begin(), v_.end(), x);
           if (it == v_.end()) throw ValueError(method == remove ? "list.remove(x): x not in list" : "list.index(x): x not in list");
-          if (method == index) return put_result(out, static_cast<std::uint64_t>(it - v_.begin()));
+          if (method == index) return save_value(out, static_cast<std::uint64_t>(it - v_.begin()));
           v_.erase(it);
           return;
         } else {
@@ -279,7 +274,7 @@ class ValueServant final : public Servant {
     if (method == get) {
       read_args<>(in);
       std::lock_guard g(mu_);
-      return put_result(out, v_);
+      return save_value(out, v_);
     }
     if (method == set) {
       auto [x] = read_args<T>(in);
@@ -312,7 +307,7 @@ class ArrayServant final : public Servant {
       case get: {
         auto [i] = read_args<std::int64_t>(in);
         std::lock_guard g(mu_);
-        return put_result(out, v_[resolve_index(i, v_.size(), "array")]);
+        return save_value(out, v_[resolve_index(i, v_.size(), "array")]);
       }
       case set: {
         auto [i, x] = read_args<std::int64_t, T>(in);
@@ -322,12 +317,12 @@ class ArrayServant final : public Servant {
       }
       case size: {
         read_args<>(in);
-        return put_result(out, static_cast<std::uint64_t>(v_.size()));  // never changes
+        return save_value(out, static_cast<std::uint64_t>(v_.size()));  // never changes
       }
       case copy: {
         read_args<>(in);
         std::lock_guard g(mu_);
-        return put_result(out, v_);
+        return save_value(out, v_);
       }
       default:
         throw ValueError("array has no method number " + std::to_string(method));
